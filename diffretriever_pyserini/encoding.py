@@ -1,0 +1,105 @@
+"""Corpus encoding: prepared corpus -> K-mask readout -> sparse JsonVectorCollection + FAISS index, in one pass.
+
+Documents are read in windows of ``sort_window``; each window is sorted by token length (longest first, ties by
+docid) and cut into batches, so padding is small and memory stays bounded by the window, not the corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from tqdm import tqdm
+
+from diffretriever_pyserini import __version__
+from diffretriever_pyserini.writers import FaissWriter, SparseWriter, file_checksum
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncodeOutputs:
+    """Where one corpus encoding goes: ``sparse/`` (JsonVectorCollection) and ``dense/`` (FAISS)."""
+
+    root: Path
+
+    @property
+    def sparse(self) -> Path:
+        return self.root / "sparse"
+
+    @property
+    def dense(self) -> Path:
+        return self.root / "dense"
+
+    def is_complete(self) -> bool:
+        return (self.sparse / "metadata.json").is_file() and (self.dense / "metadata.json").is_file()
+
+
+def versions() -> dict:
+    """Versions of what shapes the outputs (recorded in metadata.json)."""
+    import faiss
+    import torch
+    import transformers
+
+    out = {"diffretriever_pyserini": __version__, "torch": torch.__version__,
+           "transformers": transformers.__version__, "faiss": faiss.__version__, "python": platform.python_version()}
+    try:
+        from importlib.metadata import version
+
+        out["pyserini"] = version("pyserini")
+    except Exception:  # pragma: no cover
+        pass
+    return out
+
+
+def _windows(docs: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    window: list[dict] = []
+    for doc in docs:
+        window.append(doc)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def encode_corpus(encoder, docs: Iterable[dict], outputs: EncodeOutputs, batch_size: int = 32,
+                  sort_window: int = 8192, total: int | None = None, metadata: dict | None = None) -> dict:
+    """Encode ``docs`` (``{"id", "contents"}``) with a :class:`DiffRetrieverDocumentEncoder`; return stats.
+
+    Both outputs are written atomically: an interrupted run leaves neither looking complete.
+    """
+    reader = encoder.reader
+    meta = {"readout": reader.metadata(), "versions": versions(), **(metadata or {})}
+    stats = {"documents": 0, "truncated": 0, "empty": 0}
+    progress = tqdm(total=total, unit="doc", desc="encode corpus", mininterval=2.0)
+    with SparseWriter(outputs.sparse, meta) as sparse, FaissWriter(outputs.dense, meta) as dense:
+        for window in _windows(docs, sort_window):
+            lengths = reader.token_lengths([d["contents"] for d in window])
+            order = sorted(range(len(window)), key=lambda i: (-lengths[i], window[i]["id"]))
+            for start in range(0, len(order), batch_size):
+                batch = [window[i] for i in order[start:start + batch_size]]
+                texts = [d["contents"] for d in batch]
+                ids = [d["id"] for d in batch]
+                out = reader.read(texts)
+                sparse.write(ids, texts, out.sparse)
+                dense.write(ids, out.single, out.dense)
+                stats["documents"] += len(batch)
+                stats["truncated"] += sum(out.truncated)
+                stats["empty"] += sum(not t for t in texts)
+                progress.update(len(batch))
+        sparse.metadata["stats"] = dense.metadata["stats"] = stats
+    progress.close()
+    if stats["truncated"]:
+        log.info("%d of %d documents were longer than max_length=%d and had their text truncated",
+                 stats["truncated"], stats["documents"], reader.config.max_length)
+    return stats
+
+
+def corpus_metadata(corpus_dir: Path) -> dict:
+    """The corpus path and its checksum (sha256 over the part files in name order)."""
+    parts = sorted(Path(corpus_dir).glob("*.jsonl"))
+    return {"corpus": str(corpus_dir), "corpus_sha256": file_checksum(parts)}

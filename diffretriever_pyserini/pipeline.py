@@ -1,0 +1,214 @@
+"""A whole dataset end to end: prepare -> encode -> index -> search -> fuse -> evaluate.
+
+Outputs land at ``runs/beir-v1.0.0-<dataset>/<condition>/{dense,sparse,hybrid,hybrid-pyserini}.trec`` with
+``.metrics.json`` beside each; work files (prepared data, encodings, indexes) under ``<work>/``. Steps whose
+outputs are complete are skipped, so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from diffretriever_pyserini.datasets import get_dataset, iter_prepared_corpus, prepare, read_topics
+from diffretriever_pyserini.evaluation import evaluate_run_file
+from diffretriever_pyserini.fusion import FUSION_DEPTH, FUSION_WEIGHTS, normalized_fusion
+from diffretriever_pyserini.runs import write_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One DiffRetriever condition on one dataset."""
+
+    dataset: str = field(default="scifact", metadata={"help": "BEIR dataset name (see `datasets`)"})
+    model: str = field(default="minilm", metadata={"help": "packaged name, model folder or hub id"})
+    family: str | None = field(default=None, metadata={"help": "backbone family (default: from config.json)"})
+    k_q: int = field(default=4, metadata={"help": "query masks K_q"})
+    k_p: int = field(default=4, metadata={"help": "passage masks K_p"})
+    q_max_length: int = field(default=100, metadata={"help": "query input tokens, prompt included"})
+    p_max_length: int = field(default=256, metadata={"help": "passage input tokens, prompt included"})
+    top_k: int = field(default=128, metadata={"help": "sparse terms kept per mask position"})
+    device: str | None = field(default=None, metadata={"help": "auto (cuda if present), cpu, cuda:0 ..."})
+    dtype: str | None = field(default=None, metadata={"help": "auto, bf16, fp16, fp32"})
+    batch_size: int = field(default=32, metadata={"help": "texts per forward pass"})
+    hits: int = field(default=1000, metadata={"help": "hits per topic in each run"})
+    threads: int = field(default=2, metadata={"help": "indexing and search threads"})
+    mirror: str | None = field(default=None, metadata={"help": "BEIR mirror folder (default: $BEIR_MIRROR)"})
+    work: str = field(default="runs/work", metadata={"help": "folder for prepared data, encodings, indexes"})
+    runs: str = field(default="runs", metadata={"help": "folder for run files and metrics"})
+
+    @property
+    def condition(self) -> str:
+        name = Path(self.model).name if Path(self.model).exists() else self.model.replace("/", "_")
+        return f"diffretriever.{name}.zs.kq{self.k_q}-kp{self.k_p}"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the steps of one condition read and write."""
+
+    cfg: RunConfig
+
+    @property
+    def dataset(self):
+        return get_dataset(self.cfg.dataset)
+
+    @property
+    def encodings(self):
+        from diffretriever_pyserini.encoding import EncodeOutputs
+
+        return EncodeOutputs(Path(self.cfg.work) / "encodings" / self.dataset.name / self.cfg.condition)
+
+    @property
+    def impact_index(self) -> Path:
+        return Path(self.cfg.work) / "indexes" / self.dataset.name / f"{self.cfg.condition}.impact"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.runs) / self.dataset.run_prefix / self.cfg.condition
+
+
+def step_prepare(cfg: RunConfig):
+    """BEIR files (mirror or download) -> corpus JSONL, topics TSV, qrels."""
+    return prepare(get_dataset(cfg.dataset), Path(cfg.work) / "data", cfg.mirror)
+
+
+def _document_encoder(cfg: RunConfig, backbone=None):
+    from diffretriever_pyserini.encoders import DiffRetrieverDocumentEncoder
+
+    return DiffRetrieverDocumentEncoder(backbone or cfg.model, device=cfg.device, dtype=cfg.dtype, family=cfg.family,
+                                        k=cfg.k_p, max_length=cfg.p_max_length, top_k=cfg.top_k)
+
+
+def step_encode(cfg: RunConfig, doc_encoder=None):
+    """Corpus -> sparse JsonVectorCollection + FAISS index (skipped when complete); returns the encoder."""
+    from diffretriever_pyserini.encoding import corpus_metadata, encode_corpus
+
+    prepared, paths = step_prepare(cfg), Paths(cfg)
+    doc_encoder = doc_encoder or _document_encoder(cfg)
+    if paths.encodings.is_complete():
+        log.info("encodings in %s are complete; reusing them", paths.encodings.root)
+        return doc_encoder
+    stats = json.loads((prepared.root / "dataset.json").read_text())
+    meta = {"dataset": paths.dataset.name, **corpus_metadata(prepared.corpus_dir)}
+    encode_corpus(doc_encoder, iter_prepared_corpus(prepared.corpus_dir), paths.encodings,
+                  batch_size=cfg.batch_size, total=stats["documents"], metadata=meta)
+    return doc_encoder
+
+
+def step_index(cfg: RunConfig) -> Path:
+    """Sparse JsonVectorCollection -> Lucene impact index (skipped when complete)."""
+    from diffretriever_pyserini.indexing import build_impact_index, index_is_complete
+
+    paths = Paths(cfg)
+    if not paths.encodings.is_complete():
+        raise FileNotFoundError(f"no complete encodings in {paths.encodings.root}; run the encode step first")
+    if not index_is_complete(paths.impact_index):
+        build_impact_index(paths.encodings.sparse, paths.impact_index, cfg.threads)
+    return paths.impact_index
+
+
+def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
+    """Queries -> dense, sparse, hybrid (paper) and hybrid-pyserini runs, each evaluated."""
+    from diffretriever_pyserini.encoders import DiffRetrieverQueryEncoder
+    from diffretriever_pyserini.indexing import index_is_complete
+    from diffretriever_pyserini.search import dense_searcher, hybrid_search, impact_searcher, search_topics
+
+    prepared, paths = step_prepare(cfg), Paths(cfg)
+    if not paths.encodings.is_complete() or not index_is_complete(paths.impact_index):
+        raise FileNotFoundError(f"missing encodings or impact index for {cfg.condition}; run encode and index first")
+    query_encoder = DiffRetrieverQueryEncoder(backbone or cfg.model, device=cfg.device, dtype=cfg.dtype,
+                                              family=cfg.family, k=cfg.k_q, max_length=cfg.q_max_length,
+                                              top_k=cfg.top_k, batch_size=cfg.batch_size)
+    topics = read_topics(prepared.topics)
+    query_encoder.prime(list(topics.values()))
+    dense = dense_searcher(paths.encodings.dense, query_encoder)
+    sparse = impact_searcher(paths.impact_index, query_encoder.sparse)
+    rq = paths.dataset.remove_query
+    runs = {
+        "dense": search_topics(dense, topics, cfg.hits, rq, cfg.threads),
+        "sparse": search_topics(sparse, topics, cfg.hits, rq, cfg.threads),
+    }
+    runs["hybrid"] = normalized_fusion([runs["dense"], runs["sparse"]], FUSION_WEIGHTS, FUSION_DEPTH)
+    runs["hybrid-pyserini"] = hybrid_search(dense, sparse, topics, cfg.hits, remove_query=rq)
+    records = {}
+    for name, run in runs.items():
+        path = write_run(paths.run_dir / f"{name}.trec", run, tag=f"{cfg.condition}.{name}", k=cfg.hits,
+                         topic_order=topics)
+        records[name] = evaluate_run_file(path, prepared.qrels, paths.dataset.metrics)
+    config = {**asdict(cfg), "condition": cfg.condition, "readout_query": query_encoder.reader.metadata(),
+              "fusion": {"hybrid": f"min-max of each top-{FUSION_DEPTH}, weights (dense, sparse) {FUSION_WEIGHTS}, "
+                                   "missing = 0",
+                         "hybrid-pyserini": "HybridSearcher alpha=1.0 normalization=True"}}
+    (paths.run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+    return records
+
+
+def run_dataset(cfg: RunConfig) -> dict[str, dict]:
+    """All steps for one condition on one dataset (complete steps are reused); ``{run name: metrics record}``."""
+    doc_encoder = step_encode(cfg)
+    step_index(cfg)
+    return step_search(cfg, backbone=doc_encoder.reader.backbone)
+
+
+def run_bm25(cfg: RunConfig) -> dict:
+    """Control: BM25 flat over the same prepared corpus, through Pyserini's Lucene index and searcher."""
+    from diffretriever_pyserini.indexing import build_bm25_index, index_is_complete
+    from diffretriever_pyserini.search import bm25_search
+
+    dataset, prepared = get_dataset(cfg.dataset), step_prepare(cfg)
+    index_dir = Path(cfg.work) / "indexes" / dataset.name / "bm25-flat"
+    if not index_is_complete(index_dir):
+        build_bm25_index(prepared.corpus_dir, index_dir, cfg.threads)
+    topics = read_topics(prepared.topics)
+    run = bm25_search(index_dir, topics, cfg.hits, dataset.remove_query, cfg.threads)
+    path = write_run(Path(cfg.runs) / dataset.run_prefix / "bm25-flat" / "bm25.trec", run, "bm25-flat",
+                     cfg.hits, topic_order=topics)
+    return evaluate_run_file(path, prepared.qrels, dataset.metrics)
+
+
+def run_meanpool_control(cfg: RunConfig, max_length: int = 256) -> dict:
+    """Control: Pyserini's own AutoDocumentEncoder (mean pooling, L2) on the same backbone, encoded by the
+    unmodified ``python -m pyserini.encode`` command and searched with ``FaissSearcher``."""
+    from diffretriever_pyserini.backbones import model_folder
+    from diffretriever_pyserini.search import dense_searcher, search_topics
+    from diffretriever_pyserini.writers import AtomicDir
+
+    dataset, prepared = get_dataset(cfg.dataset), step_prepare(cfg)
+    model_dir = str(model_folder(cfg.model))
+    dim = json.loads((Path(model_dir) / "config.json").read_text())["hidden_size"]
+    index_dir = Path(cfg.work) / "indexes" / dataset.name / f"meanpool.{Path(model_dir).name}"
+    if not (index_dir / "index").is_file():
+        with AtomicDir(index_dir) as tmp:
+            cmd = [sys.executable, "-m", "pyserini.encode",
+                   "input", "--corpus", str(prepared.corpus_dir), "--fields", "title", "text",
+                   "output", "--embeddings", str(tmp), "--to-faiss",
+                   "encoder", "--encoder", model_dir, "--encoder-class", "auto", "--pooling", "mean", "--l2-norm",
+                   "--fields", "title", "text", "--dimension", str(dim), "--max-length", str(max_length),
+                   "--batch-size", str(cfg.batch_size), "--device", cfg.device or "cpu"]
+            log.info("running %s", " ".join(cmd))
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"pyserini.encode failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    from pyserini.encode import AutoQueryEncoder
+
+    encoder = AutoQueryEncoder(model_dir, device="cpu", pooling="mean", l2_norm=True)
+    topics = read_topics(prepared.topics)
+    run = search_topics(dense_searcher(index_dir, encoder), topics, cfg.hits, dataset.remove_query, cfg.threads)
+    path = write_run(Path(cfg.runs) / dataset.run_prefix / f"meanpool.{Path(model_dir).name}" / "dense.trec", run,
+                     "meanpool", cfg.hits, topic_order=topics)
+    return evaluate_run_file(path, prepared.qrels, dataset.metrics)
+
+
+def metrics_table(rows: list[tuple[str, dict]], metrics=("ndcg_cut_10", "recall_100")) -> str:
+    """A markdown table of ``(label, metrics record)`` rows."""
+    head = "| run | " + " | ".join(metrics) + " |\n|---|" + "---|" * len(metrics) + "\n"
+    body = "".join(f"| {label} | " + " | ".join(f"{rec['metrics'][m]:.4f}" for m in metrics) + " |\n"
+                   for label, rec in rows)
+    return head + body
