@@ -193,9 +193,9 @@ def run_meanpool_control(cfg: RunConfig, max_length: int = 256) -> dict:
                    "--fields", "title", "text", "--dimension", str(dim), "--max-length", str(max_length),
                    "--batch-size", str(cfg.batch_size), "--device", cfg.device or "cpu"]
             log.info("running %s", " ".join(cmd))
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = subprocess.run(cmd)  # Pyserini's own progress bar goes to the terminal
             if proc.returncode != 0:
-                raise RuntimeError(f"pyserini.encode failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+                raise RuntimeError(f"pyserini.encode failed with exit code {proc.returncode} (its output is above)")
     from pyserini.encode import AutoQueryEncoder
 
     encoder = AutoQueryEncoder(model_dir, device="cpu", pooling="mean", l2_norm=True)

@@ -52,7 +52,8 @@ class Backbone(ABC):
 
     def text_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each TEXT alone, without special tokens."""
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        # verbose=False: texts longer than the model are expected here; assemble() truncates them
+        return self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
 
     def word_ids(self, words: list[str]) -> list[list[int]]:
         """Token ids of each content word tokenised alone (the allowed set of the sparse readout)."""

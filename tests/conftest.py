@@ -1,0 +1,57 @@
+"""Shared fixtures: a real-data SciFact slice from the BEIR mirror, run once per session through the pipeline."""
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SLICE_QUERIES = 60
+SLICE_EXTRA_DOCS = 800
+
+
+def beir_mirror() -> Path:
+    """The BEIR mirror (``BEIR_MIRROR``, else ../shared/data/beir beside the checkout); required by the real-data
+    tests, which fail loudly rather than skip when it is missing."""
+    mirror = Path(os.environ.get("BEIR_MIRROR") or REPO.parent / "shared" / "data" / "beir")
+    if not (mirror / "scifact" / "corpus.jsonl.gz").is_file():
+        pytest.fail(f"BEIR mirror with SciFact not found at {mirror}; set BEIR_MIRROR (CI sets ../shared/data/beir)")
+    return mirror
+
+
+@pytest.fixture(scope="session")
+def scifact_slice(tmp_path_factory) -> Path:
+    """A mirror folder holding real SciFact: the first 60 judged test queries, their relevant abstracts, and the
+    first 800 other abstracts of the corpus."""
+    src = beir_mirror() / "scifact"
+    lines = (src / "qrels" / "test.tsv").read_text().splitlines()
+    qrels = [line.split("\t") for line in lines[1:]]
+    qids = list(dict.fromkeys(q for q, _, _ in qrels))[:SLICE_QUERIES]
+    kept_qrels = [r for r in qrels if r[0] in qids]
+    relevant = {d for _, d, _ in kept_qrels}
+    out = tmp_path_factory.mktemp("mirror") / "scifact"
+    (out / "qrels").mkdir(parents=True)
+    (out / "qrels" / "test.tsv").write_text(lines[0] + "\n" + "".join("\t".join(r) + "\n" for r in kept_qrels))
+    (out / "queries.jsonl").write_bytes((src / "queries.jsonl").read_bytes())
+    extra = 0
+    with gzip.open(src / "corpus.jsonl.gz", "rt", encoding="utf-8") as f, open(out / "corpus.jsonl", "w") as w:
+        for line in f:
+            docid = json.loads(line)["_id"]
+            if docid in relevant or extra < SLICE_EXTRA_DOCS:
+                extra += docid not in relevant
+                w.write(line)
+    return out.parent
+
+
+@pytest.fixture(scope="session")
+def slice_run(scifact_slice, tmp_path_factory):
+    """The whole pipeline on the slice with the packaged MiniLM (K_q = K_p = 4): config and records."""
+    from diffretriever_pyserini.pipeline import RunConfig, run_dataset
+
+    root = tmp_path_factory.mktemp("pipeline")
+    cfg = RunConfig(dataset="scifact", model="minilm", k_q=4, k_p=4, p_max_length=128, q_max_length=96,
+                    device="cpu", batch_size=32, mirror=str(scifact_slice), work=str(root / "work"),
+                    runs=str(root / "runs"))
+    return cfg, run_dataset(cfg)
