@@ -1,0 +1,61 @@
+# diffretriever-pyserini: `make help` lists the targets and variables.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+MIRROR ?= $(BEIR_MIRROR)
+MODEL ?= minilm
+KQ ?= 4
+KP ?= 4
+DEVICE ?= auto
+DTYPE ?= auto
+BATCH ?= 32
+THREADS ?= 2
+RUNS ?= runs
+PYTEST_ARGS ?=
+
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+SOURCES := setup.cfg setup.py pyproject.toml diffretriever_pyserini_javahook.py \
+	$(shell find diffretriever_pyserini -name '*.py' -o -name '*.yaml' 2>/dev/null)
+BEIR_DATASETS := trec-covid nfcorpus nq hotpotqa fiqa arguana webis-touche2020 quora dbpedia-entity scidocs \
+	fever climate-fever scifact msmarco \
+	$(addprefix cqadupstack-,android english gaming gis mathematica physics programmers stats tex unix webmasters wordpress)
+RUN_OPTS = --model $(MODEL) --k-q $(KQ) --k-p $(KP) --device $(DEVICE) --dtype $(DTYPE) --batch-size $(BATCH) \
+	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR))
+
+.PHONY: help install test demo beir-all $(addprefix beir-,$(BEIR_DATASETS))
+
+help: ## show this help
+	@echo "diffretriever-pyserini targets:"
+	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
+	@echo "  beir-<name>    one BEIR dataset end to end; names: $(BEIR_DATASETS)"
+	@echo
+	@echo "variables (current value):"
+	@echo "  MIRROR=$(MIRROR)  BEIR mirror folder (default \$$BEIR_MIRROR; empty = official download, checksummed)"
+	@echo "  MODEL=$(MODEL)  KQ=$(KQ)  KP=$(KP)  DEVICE=$(DEVICE)  DTYPE=$(DTYPE)  BATCH=$(BATCH)  THREADS=$(THREADS)"
+	@echo "  RUNS=$(RUNS)  VENV=$(VENV)  PYTHON=$(PYTHON)  TORCH_SPEC=$(TORCH_SPEC)"
+
+$(STAMP): $(SOURCES)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	@# keep a torch the environment already has; otherwise the CPU wheel (never a multi-GB CUDA build by accident)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q ".[test]"
+	@touch $@
+
+install: $(STAMP) ## create or reuse the venv (VENV) and install the package with its dependencies
+
+test: $(STAMP) ## run the test suite (unit + end-to-end on real SciFact data; needs MIRROR)
+	BEIR_MIRROR="$(MIRROR)" $(PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP) ## SciFact zero-shot K-mask readout beside BM25 and mean-pooling controls; prints the table
+	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini demo --dataset scifact $(RUN_OPTS)
+
+$(addprefix beir-,$(BEIR_DATASETS)): beir-%: $(STAMP)
+	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini run --dataset $* $(RUN_OPTS)
+
+beir-all: $(addprefix beir-,$(BEIR_DATASETS)) ## every BEIR dataset of the registry, one after another
