@@ -7,6 +7,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 MIRROR ?= $(BEIR_MIRROR)
 MODEL ?= minilm
+ADAPTER ?=
 KQ ?= 4
 KP ?= 4
 DEVICE ?= auto
@@ -24,10 +25,10 @@ SOURCES := setup.cfg setup.py pyproject.toml diffretriever_pyserini_javahook.py 
 BEIR_DATASETS := trec-covid nfcorpus nq hotpotqa fiqa arguana webis-touche2020 quora dbpedia-entity scidocs \
 	fever climate-fever scifact msmarco \
 	$(addprefix cqadupstack-,android english gaming gis mathematica physics programmers stats tex unix webmasters wordpress)
-RUN_OPTS = --model $(MODEL) --k-q $(KQ) --k-p $(KP) --device $(DEVICE) --dtype $(DTYPE) --batch-size $(BATCH) \
+RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --k-q $(KQ) --k-p $(KP) --device $(DEVICE) --dtype $(DTYPE) --batch-size $(BATCH) \
 	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR))
 
-.PHONY: help install test demo beir-all $(addprefix beir-,$(BEIR_DATASETS))
+.PHONY: help install test demo bench-k beir-all $(addprefix beir-,$(BEIR_DATASETS))
 
 help: ## show this help
 	@echo "diffretriever-pyserini targets:"
@@ -36,7 +37,8 @@ help: ## show this help
 	@echo
 	@echo "variables (current value):"
 	@echo "  MIRROR=$(MIRROR)  BEIR mirror folder (default \$$BEIR_MIRROR; empty = official download, checksummed)"
-	@echo "  MODEL=$(MODEL)  KQ=$(KQ)  KP=$(KP)  DEVICE=$(DEVICE)  DTYPE=$(DTYPE)  BATCH=$(BATCH)  THREADS=$(THREADS)"
+	@echo "  MODEL=$(MODEL) (packaged name, Dream/LLaDA/AR/encoder folder, or hub id)  ADAPTER=$(ADAPTER) (LoRA)"
+	@echo "  KQ=$(KQ)  KP=$(KP)  DEVICE=$(DEVICE)  DTYPE=$(DTYPE)  BATCH=$(BATCH)  THREADS=$(THREADS)"
 	@echo "  RUNS=$(RUNS)  VENV=$(VENV)  PYTHON=$(PYTHON)  TORCH_SPEC=$(TORCH_SPEC)"
 
 $(STAMP): $(SOURCES)
@@ -54,6 +56,9 @@ test: $(STAMP) ## run the test suite (unit + end-to-end on real SciFact data; ne
 
 demo: $(STAMP) ## SciFact zero-shot K-mask readout beside BM25 and mean-pooling controls; prints the table
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini demo --dataset scifact $(RUN_OPTS)
+
+bench-k: $(STAMP) ## latency vs K: diffusion one-pass vs autoregressive readout, same network (last line: JSON)
+	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_k.py
 
 $(addprefix beir-,$(BEIR_DATASETS)): beir-%: $(STAMP)
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini run --dataset $* $(RUN_OPTS)

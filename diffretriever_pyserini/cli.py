@@ -20,8 +20,11 @@ log = logging.getLogger("diffretriever_pyserini")
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
-        kind = int if f.type in ("int", int) else str  # RunConfig fields are ints or (optional) strings
-        parser.add_argument(flag, type=kind, default=f.default, help=f"{f.metadata['help']} (default: {f.default})")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+            continue
+        kind = int if f.type in ("int", int) else str  # other RunConfig fields are ints or (optional) strings
+        parser.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
 
 
 def _config(args) -> RunConfig:

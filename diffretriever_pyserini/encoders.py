@@ -16,14 +16,23 @@ from diffretriever_pyserini._compat import PyseriniDocumentEncoder, PyseriniQuer
 from diffretriever_pyserini.representation import KMaskReader, Readout, ReadoutConfig
 
 
-def build_reader(model, side: str, config: ReadoutConfig, device=None, dtype=None, family=None) -> KMaskReader:
-    """A :class:`KMaskReader` on a backbone given as an object or as a name/folder for ``load_backbone``."""
+def build_reader(model, side: str, config: ReadoutConfig, **backbone_options) -> KMaskReader:
+    """A :class:`KMaskReader` on a backbone given as an object, or as a name/folder/hub id for ``load_backbone``
+    (``backbone_options``: device, dtype, family, adapter, shifted_logits)."""
     from diffretriever_pyserini.backbones import load_backbone
     from diffretriever_pyserini.backbones.base import Backbone
 
-    backbone = model if isinstance(model, Backbone) else load_backbone(model, family=family, device=device,
-                                                                        dtype=dtype)
+    backbone = model if isinstance(model, Backbone) else load_backbone(model, **backbone_options)
     return KMaskReader(backbone, side, config)
+
+
+BACKBONE_OPTIONS = ("device", "dtype", "family", "adapter", "shifted_logits")
+
+
+def _split(options: dict) -> tuple[dict, dict]:
+    """(backbone options, readout options) from one keyword dict."""
+    backbone = {k: v for k, v in options.items() if k in BACKBONE_OPTIONS}
+    return backbone, {k: v for k, v in options.items() if k not in BACKBONE_OPTIONS}
 
 
 class DiffRetrieverDocumentEncoder(PyseriniDocumentEncoder):
@@ -31,13 +40,14 @@ class DiffRetrieverDocumentEncoder(PyseriniDocumentEncoder):
     ``output="sparse"``), as Pyserini's encode loop expects; :meth:`read` returns everything from one pass."""
 
     def __init__(self, model_name="minilm", device=None, k: int = 4, max_length: int = 256,
-                 top_k: int | None = None, output: str = "dense", dtype=None, family=None, **readout):
+                 top_k: int | None = None, output: str = "dense", **options):
         from diffretriever_pyserini.representation import TOPK_ZERO_SHOT
 
         if output not in ("dense", "sparse"):
             raise ValueError(f"output must be 'dense' or 'sparse', got {output!r}")
+        backbone_options, readout = _split(options)
         config = ReadoutConfig(k=k, max_length=max_length, top_k=top_k or TOPK_ZERO_SHOT, **readout)
-        self.reader = build_reader(model_name, "passage", config, device=device, dtype=dtype, family=family)
+        self.reader = build_reader(model_name, "passage", config, device=device, **backbone_options)
         self.output = output
         self.has_model = True
 
@@ -61,12 +71,13 @@ class DiffRetrieverQueryEncoder(PyseriniQueryEncoder):
     """
 
     def __init__(self, model_name="minilm", device=None, k: int = 4, max_length: int = 100,
-                 top_k: int | None = None, batch_size: int = 32, dtype=None, family=None, **readout):
+                 top_k: int | None = None, batch_size: int = 32, **options):
         super().__init__()  # no pre-encoded queries (1.x: encoded_query_dir, 2.x: encoded_queries_dir)
         from diffretriever_pyserini.representation import TOPK_ZERO_SHOT
 
+        backbone_options, readout = _split(options)
         config = ReadoutConfig(k=k, max_length=max_length, top_k=top_k or TOPK_ZERO_SHOT, **readout)
-        self.reader = build_reader(model_name, "query", config, device=device, dtype=dtype, family=family)
+        self.reader = build_reader(model_name, "query", config, device=device, **backbone_options)
         self.batch_size = batch_size
         self.has_model = True
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, dict[str, int]]] = {}

@@ -28,7 +28,10 @@ class RunConfig:
 
     dataset: str = field(default="scifact", metadata={"help": "BEIR dataset name (see `datasets`)"})
     model: str = field(default="minilm", metadata={"help": "packaged name, model folder or hub id"})
-    family: str | None = field(default=None, metadata={"help": "backbone family (default: from config.json)"})
+    family: str | None = field(default=None, metadata={"help": "backbone family; None = from config.json"})
+    adapter: str | None = field(default=None, metadata={"help": "PEFT LoRA adapter folder or hub id, merged at load"})
+    shifted_logits: bool = field(default=False, metadata={"help": "read logits one position earlier, as Dream's "
+                                                                  "sampler does (the retriever reads unshifted)"})
     k_q: int = field(default=4, metadata={"help": "query masks K_q"})
     k_p: int = field(default=4, metadata={"help": "passage masks K_p"})
     q_max_length: int = field(default=100, metadata={"help": "query input tokens, prompt included"})
@@ -39,14 +42,24 @@ class RunConfig:
     batch_size: int = field(default=32, metadata={"help": "texts per forward pass"})
     hits: int = field(default=1000, metadata={"help": "hits per topic in each run"})
     threads: int = field(default=2, metadata={"help": "indexing and search threads"})
-    mirror: str | None = field(default=None, metadata={"help": "BEIR mirror folder (default: $BEIR_MIRROR)"})
+    mirror: str | None = field(default=None, metadata={"help": "BEIR mirror; None = $BEIR_MIRROR, else download"})
     work: str = field(default="runs/work", metadata={"help": "folder for prepared data, encodings, indexes"})
     runs: str = field(default="runs", metadata={"help": "folder for run files and metrics"})
 
     @property
     def condition(self) -> str:
-        name = Path(self.model).name if Path(self.model).exists() else self.model.replace("/", "_")
-        return f"diffretriever.{name}.zs.kq{self.k_q}-kp{self.k_p}"
+        """Run folder name: backbone, zero-shot or adapter, K budgets (and the logit reading when shifted)."""
+        def short(x: str) -> str:
+            return Path(x).name if Path(x).exists() else x.replace("/", "_")
+
+        mode = f"ft-{short(self.adapter)}" if self.adapter else "zs"
+        return f"diffretriever.{short(self.model)}.{mode}.kq{self.k_q}-kp{self.k_p}" + (
+            ".shifted" if self.shifted_logits else "")
+
+    def backbone_options(self) -> dict:
+        """Keyword arguments for ``load_backbone``."""
+        return {"device": self.device, "dtype": self.dtype, "family": self.family, "adapter": self.adapter,
+                "shifted_logits": self.shifted_logits}
 
 
 @dataclass(frozen=True)
@@ -82,8 +95,8 @@ def step_prepare(cfg: RunConfig):
 def _document_encoder(cfg: RunConfig, backbone=None):
     from diffretriever_pyserini.encoders import DiffRetrieverDocumentEncoder
 
-    return DiffRetrieverDocumentEncoder(backbone or cfg.model, device=cfg.device, dtype=cfg.dtype, family=cfg.family,
-                                        k=cfg.k_p, max_length=cfg.p_max_length, top_k=cfg.top_k)
+    return DiffRetrieverDocumentEncoder(backbone or cfg.model, k=cfg.k_p, max_length=cfg.p_max_length,
+                                        top_k=cfg.top_k, **cfg.backbone_options())
 
 
 def step_encode(cfg: RunConfig, doc_encoder=None):
@@ -123,9 +136,8 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
     prepared, paths = step_prepare(cfg), Paths(cfg)
     if not paths.encodings.is_complete() or not index_is_complete(paths.impact_index):
         raise FileNotFoundError(f"missing encodings or impact index for {cfg.condition}; run encode and index first")
-    query_encoder = DiffRetrieverQueryEncoder(backbone or cfg.model, device=cfg.device, dtype=cfg.dtype,
-                                              family=cfg.family, k=cfg.k_q, max_length=cfg.q_max_length,
-                                              top_k=cfg.top_k, batch_size=cfg.batch_size)
+    query_encoder = DiffRetrieverQueryEncoder(backbone or cfg.model, k=cfg.k_q, max_length=cfg.q_max_length,
+                                              top_k=cfg.top_k, batch_size=cfg.batch_size, **cfg.backbone_options())
     topics = read_topics(prepared.topics)
     query_encoder.prime(list(topics.values()))
     dense = dense_searcher(paths.encodings.dense, query_encoder)

@@ -235,6 +235,7 @@ class KMaskReader:
         self._blocked = torch.zeros(backbone.vocab_size, dtype=torch.bool)
         self._blocked[self.special_ids[self.special_ids < backbone.vocab_size]] = True
         self._blocked[backbone.mask_token_id] = True
+        self._blocked[len(backbone.tokenizer):] = True  # logit rows past the tokenizer (padding rows) have no term
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:
         """Tokenised TEXT lengths, for sorting a corpus into batches of similar length."""

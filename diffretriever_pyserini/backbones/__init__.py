@@ -14,16 +14,38 @@ from typing import Callable
 from diffretriever_pyserini.backbones.base import Backbone
 
 
-def _load_masked_lm(source: str, device=None, dtype=None, **_) -> Backbone:
+def _load_masked_lm(source: str, device=None, dtype=None, adapter=None, **_) -> Backbone:
     from diffretriever_pyserini.backbones.masked_lm import MaskedLMBackbone
 
-    return MaskedLMBackbone(source, device=device, dtype=dtype)
+    return MaskedLMBackbone(source, device=device, dtype=dtype, adapter=adapter)
+
+
+def _load_dream(source: str, **kwargs) -> Backbone:
+    from diffretriever_pyserini.backbones.native import DreamBackbone
+
+    return DreamBackbone(source, **kwargs)
+
+
+def _load_llada(source: str, **kwargs) -> Backbone:
+    from diffretriever_pyserini.backbones.native import LLaDABackbone
+
+    return LLaDABackbone(source, **kwargs)
+
+
+def _load_autoregressive(source: str, **kwargs) -> Backbone:
+    from diffretriever_pyserini.backbones.autoregressive import AutoregressiveBackbone
+
+    return AutoregressiveBackbone(source, **kwargs)
 
 
 FAMILIES: dict[str, Callable[..., Backbone]] = {
     "masked_lm": _load_masked_lm,
+    "dream": _load_dream,
+    "llada": _load_llada,
+    "autoregressive": _load_autoregressive,
 }
 MODEL_TYPES = {  # config.json model_type (lower-cased) -> family
+    "dream": "dream", "llada": "llada", "qwen2": "autoregressive", "llama": "autoregressive",
     "bert": "masked_lm", "roberta": "masked_lm", "xlm-roberta": "masked_lm", "distilbert": "masked_lm",
     "electra": "masked_lm", "deberta-v2": "masked_lm", "modernbert": "masked_lm",
 }

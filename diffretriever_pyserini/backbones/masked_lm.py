@@ -38,7 +38,7 @@ class MaskedLMBackbone(Backbone):
 
     family = "masked_lm"
 
-    def __init__(self, source: str, device: str | None = None, dtype: str | None = None):
+    def __init__(self, source: str, device: str | None = None, dtype: str | None = None, adapter: str | None = None):
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -55,6 +55,11 @@ class MaskedLMBackbone(Backbone):
                                                    add_pooling_layer=False)
         finally:
             hf_logging.set_verbosity(verbosity)
+        self.adapter = str(adapter) if adapter else None
+        if self.adapter:
+            from diffretriever_pyserini.backbones.checkpoint import merge_lora
+
+            merge_lora(self.model, self.adapter)
         self.model.to(self.device).eval()
         self._embeddings = self.model.get_input_embeddings().weight  # (V, H)
 
@@ -76,4 +81,5 @@ class MaskedLMBackbone(Backbone):
 
     def describe(self) -> dict:
         return {**super().describe(), "logits": "hidden @ input_embeddings.T (no MLM head)",
-                "model_type": self.model.config.model_type, "dtype": str(self.dtype).removeprefix("torch.")}
+                "model_type": self.model.config.model_type, "dtype": str(self.dtype).removeprefix("torch."),
+                "adapter": self.adapter}
