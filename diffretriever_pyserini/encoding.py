@@ -67,7 +67,8 @@ def _windows(docs: Iterable[dict], size: int) -> Iterator[list[dict]]:
 
 
 def encode_corpus(encoder, docs: Iterable[dict], outputs: EncodeOutputs, batch_size: int = 32,
-                  sort_window: int = 8192, total: int | None = None, metadata: dict | None = None) -> dict:
+                  sort_window: int = 8192, total: int | None = None, metadata: dict | None = None,
+                  kvector_dtype: str = "float32") -> dict:
     """Encode ``docs`` (``{"id", "contents"}``) with a :class:`DiffRetrieverDocumentEncoder`; return stats.
 
     Both outputs are written atomically: an interrupted run leaves neither looking complete.
@@ -76,7 +77,7 @@ def encode_corpus(encoder, docs: Iterable[dict], outputs: EncodeOutputs, batch_s
     meta = {"readout": reader.metadata(), "versions": versions(), **(metadata or {})}
     stats = {"documents": 0, "truncated": 0, "empty": 0}
     progress = tqdm(total=total, unit="doc", desc="encode corpus", mininterval=2.0)
-    with SparseWriter(outputs.sparse, meta) as sparse, FaissWriter(outputs.dense, meta) as dense:
+    with SparseWriter(outputs.sparse, meta) as sparse, FaissWriter(outputs.dense, meta, kvector_dtype) as dense:
         for window in _windows(docs, sort_window):
             lengths = reader.token_lengths([d["contents"] for d in window])
             order = sorted(range(len(window)), key=lambda i: (-lengths[i], window[i]["id"]))

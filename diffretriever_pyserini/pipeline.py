@@ -16,10 +16,22 @@ from pathlib import Path
 
 from diffretriever_pyserini.datasets import get_dataset, iter_prepared_corpus, prepare, read_topics
 from diffretriever_pyserini.evaluation import evaluate_run_file
-from diffretriever_pyserini.fusion import FUSION_DEPTH, FUSION_WEIGHTS, normalized_fusion
+from diffretriever_pyserini.fusion import FUSION_DEPTH, FUSION_WEIGHTS, normalized_fusion, reciprocal_rank_fusion
+from diffretriever_pyserini.multivector import DEFAULT_DEPTH
 from diffretriever_pyserini.runs import write_run
 
 log = logging.getLogger(__name__)
+
+MODES = {  # run file stem -> what it is (the paper's mode names in brackets)
+    "dense": "single_dense: mean of the K vectors, FaissSearcher",
+    "sparse": "max-pooled impacts, LuceneImpactSearcher",
+    "hybrid": "fusion_single_sparse_max: min-max 0.5/0.5 of dense and sparse",
+    "hybrid-pyserini": "Pyserini HybridSearcher over dense and sparse",
+    "rrf": "reciprocal rank fusion (k=60) of dense and sparse",
+    "multi_dense": "MaxSim over the K_q x K_p vectors",
+    "hybrid-multi": "fusion_multi_sparse_max: min-max 0.5/0.5 of multi_dense and sparse",
+}
+EXACT_MAXSIM_MAX_DOCS = 20_000
 
 
 @dataclass(frozen=True)
@@ -41,20 +53,42 @@ class RunConfig:
     dtype: str | None = field(default=None, metadata={"help": "auto, bf16, fp16, fp32"})
     batch_size: int = field(default=32, metadata={"help": "texts per forward pass"})
     hits: int = field(default=1000, metadata={"help": "hits per topic in each run"})
+    modes: str = field(default=",".join(MODES), metadata={"help": "comma-separated scoring modes to run: "
+                                                                + ", ".join(f"{m} ({d})" for m, d in MODES.items())})
+    maxsim: str = field(default="auto", metadata={"help": "multi_dense search: exact (blocked brute force), "
+                                                          "candidates (FAISS rows + exact re-scoring), auto = exact "
+                                                          f"below {EXACT_MAXSIM_MAX_DOCS} documents"})
+    depth: int = field(default=DEFAULT_DEPTH, metadata={"help": "candidate rows per query vector (maxsim=candidates)"})
+    kvector_dtype: str = field(default="float32", metadata={"help": "storage of the K vectors: float32 or float16"})
     threads: int = field(default=2, metadata={"help": "indexing and search threads"})
     mirror: str | None = field(default=None, metadata={"help": "BEIR mirror; None = $BEIR_MIRROR, else download"})
     work: str = field(default="runs/work", metadata={"help": "folder for prepared data, encodings, indexes"})
     runs: str = field(default="runs", metadata={"help": "folder for run files and metrics"})
 
-    @property
-    def condition(self) -> str:
-        """Run folder name: backbone, zero-shot or adapter, K budgets (and the logit reading when shifted)."""
+    def _stem(self) -> str:
         def short(x: str) -> str:
             return Path(x).name if Path(x).exists() else x.replace("/", "_")
 
         mode = f"ft-{short(self.adapter)}" if self.adapter else "zs"
-        return f"diffretriever.{short(self.model)}.{mode}.kq{self.k_q}-kp{self.k_p}" + (
-            ".shifted" if self.shifted_logits else "")
+        return f"diffretriever.{short(self.model)}.{mode}"
+
+    @property
+    def condition(self) -> str:
+        """Run folder name: backbone, zero-shot or adapter, K budgets (and the logit reading when shifted)."""
+        return f"{self._stem()}.kq{self.k_q}-kp{self.k_p}" + (".shifted" if self.shifted_logits else "")
+
+    @property
+    def passage_condition(self) -> str:
+        """What the corpus encoding depends on (shared by conditions that differ only on the query side)."""
+        extra = (".shifted" if self.shifted_logits else "") + (".f16" if self.kvector_dtype == "float16" else "")
+        return f"{self._stem()}.kp{self.k_p}.len{self.p_max_length}.top{self.top_k}{extra}"
+
+    def mode_list(self) -> list[str]:
+        modes = [m.strip() for m in self.modes.split(",") if m.strip()]
+        unknown = [m for m in modes if m not in MODES]
+        if unknown:
+            raise ValueError(f"unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
+        return modes
 
     def backbone_options(self) -> dict:
         """Keyword arguments for ``load_backbone``."""
@@ -76,11 +110,11 @@ class Paths:
     def encodings(self):
         from diffretriever_pyserini.encoding import EncodeOutputs
 
-        return EncodeOutputs(Path(self.cfg.work) / "encodings" / self.dataset.name / self.cfg.condition)
+        return EncodeOutputs(Path(self.cfg.work) / "encodings" / self.dataset.name / self.cfg.passage_condition)
 
     @property
     def impact_index(self) -> Path:
-        return Path(self.cfg.work) / "indexes" / self.dataset.name / f"{self.cfg.condition}.impact"
+        return Path(self.cfg.work) / "indexes" / self.dataset.name / f"{self.cfg.passage_condition}.impact"
 
     @property
     def run_dir(self) -> Path:
@@ -99,6 +133,29 @@ def _document_encoder(cfg: RunConfig, backbone=None):
                                         top_k=cfg.top_k, **cfg.backbone_options())
 
 
+def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str, str]) -> dict:
+    """MaxSim run: exact brute force, or FAISS row candidates + exact re-scoring (``cfg.maxsim``)."""
+    from diffretriever_pyserini import multivector as mv
+    from diffretriever_pyserini.runs import ranked, remove_self_hits
+
+    store = mv.MultiVectorStore.open(paths.encodings.dense)
+    queries = {qid: query_encoder.kvectors(text) for qid, text in topics.items()}
+    depth = cfg.hits + 1 if paths.dataset.remove_query else cfg.hits
+    method = cfg.maxsim if cfg.maxsim != "auto" else (
+        "exact" if len(store.docids) <= EXACT_MAXSIM_MAX_DOCS else "candidates")
+    if method == "exact":
+        run = mv.exact_search(store, queries, depth)
+    elif method == "candidates":
+        if not (paths.encodings.dense / "rows" / "manifest.json").is_file():
+            mv.build_row_index(paths.encodings.dense)
+        run = mv.candidate_search(store, mv.RowIndex(paths.encodings.dense), queries, depth, cfg.depth)
+    else:
+        raise ValueError(f"maxsim must be auto, exact or candidates, got {cfg.maxsim!r}")
+    if paths.dataset.remove_query:
+        run = remove_self_hits(run)
+    return {qid: dict(ranked(hits, cfg.hits)) for qid, hits in run.items()}
+
+
 def step_encode(cfg: RunConfig, doc_encoder=None):
     """Corpus -> sparse JsonVectorCollection + FAISS index (skipped when complete); returns the encoder."""
     from diffretriever_pyserini.encoding import corpus_metadata, encode_corpus
@@ -111,7 +168,8 @@ def step_encode(cfg: RunConfig, doc_encoder=None):
     stats = json.loads((prepared.root / "dataset.json").read_text())
     meta = {"dataset": paths.dataset.name, **corpus_metadata(prepared.corpus_dir)}
     encode_corpus(doc_encoder, iter_prepared_corpus(prepared.corpus_dir), paths.encodings,
-                  batch_size=cfg.batch_size, total=stats["documents"], metadata=meta)
+                  batch_size=cfg.batch_size, total=stats["documents"], metadata=meta,
+                  kvector_dtype=cfg.kvector_dtype)
     return doc_encoder
 
 
@@ -142,22 +200,34 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
     query_encoder.prime(list(topics.values()))
     dense = dense_searcher(paths.encodings.dense, query_encoder)
     sparse = impact_searcher(paths.impact_index, query_encoder.sparse)
-    rq = paths.dataset.remove_query
-    runs = {
-        "dense": search_topics(dense, topics, cfg.hits, rq, cfg.threads),
-        "sparse": search_topics(sparse, topics, cfg.hits, rq, cfg.threads),
-    }
-    runs["hybrid"] = normalized_fusion([runs["dense"], runs["sparse"]], FUSION_WEIGHTS, FUSION_DEPTH)
-    runs["hybrid-pyserini"] = hybrid_search(dense, sparse, topics, cfg.hits, remove_query=rq)
+    rq, modes = paths.dataset.remove_query, cfg.mode_list()
+    runs: dict[str, dict] = {}
+    need = set(modes)
+    if need & {"dense", "hybrid", "hybrid-pyserini", "rrf"}:
+        runs["dense"] = search_topics(dense, topics, cfg.hits, rq, cfg.threads)
+    if need & {"sparse", "hybrid", "hybrid-pyserini", "rrf", "hybrid-multi"}:
+        runs["sparse"] = search_topics(sparse, topics, cfg.hits, rq, cfg.threads)
+    if need & {"multi_dense", "hybrid-multi"}:
+        runs["multi_dense"] = _multi_dense(cfg, paths, query_encoder, topics)
+    if "hybrid" in need:
+        runs["hybrid"] = normalized_fusion([runs["dense"], runs["sparse"]], FUSION_WEIGHTS, FUSION_DEPTH)
+    if "hybrid-multi" in need:
+        runs["hybrid-multi"] = normalized_fusion([runs["multi_dense"], runs["sparse"]], FUSION_WEIGHTS, FUSION_DEPTH)
+    if "rrf" in need:
+        runs["rrf"] = reciprocal_rank_fusion([runs["dense"], runs["sparse"]])
+    if "hybrid-pyserini" in need:
+        runs["hybrid-pyserini"] = hybrid_search(dense, sparse, topics, cfg.hits, remove_query=rq)
+    runs = {m: runs[m] for m in modes}
     records = {}
     for name, run in runs.items():
         path = write_run(paths.run_dir / f"{name}.trec", run, tag=f"{cfg.condition}.{name}", k=cfg.hits,
                          topic_order=topics)
         records[name] = evaluate_run_file(path, prepared.qrels, paths.dataset.metrics)
     config = {**asdict(cfg), "condition": cfg.condition, "readout_query": query_encoder.reader.metadata(),
+              "modes": {m: MODES[m] for m in runs},
               "fusion": {"hybrid": f"min-max of each top-{FUSION_DEPTH}, weights (dense, sparse) {FUSION_WEIGHTS}, "
                                    "missing = 0",
-                         "hybrid-pyserini": "HybridSearcher alpha=1.0 normalization=True"}}
+                         "hybrid-pyserini": "HybridSearcher alpha=1.0 normalization=True", "rrf": "k = 60"}}
     (paths.run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     return records
 

@@ -93,9 +93,15 @@ class SparseWriter:
 
 class FaissWriter:
     """A Pyserini FAISS index folder: ``index`` (IndexFlatIP over single vectors) + ``docid`` (one per line),
-    plus ``kvectors.npy`` (N, K, H) float32, the K normalised vectors per document for MaxSim."""
+    plus ``kvectors.npy`` (N, K, H) in float32 or float16, the K normalised vectors per document for MaxSim.
+    Rows are streamed to disk: memory stays bounded by the batch (plus the flat single-vector index)."""
 
-    def __init__(self, folder: str | os.PathLike, metadata: dict | None = None):
+    KVECTOR_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+    def __init__(self, folder: str | os.PathLike, metadata: dict | None = None, kvector_dtype: str = "float32"):
+        if kvector_dtype not in self.KVECTOR_DTYPES:
+            raise ValueError(f"kvector_dtype must be one of {sorted(self.KVECTOR_DTYPES)}, got {kvector_dtype!r}")
+        self._kdtype = np.dtype(self.KVECTOR_DTYPES[kvector_dtype])
         self._dir = AtomicDir(folder)
         self.metadata = dict(metadata or {})
         self.count = 0
@@ -112,7 +118,7 @@ class FaissWriter:
         import faiss
 
         single = np.ascontiguousarray(single, dtype=np.float32)
-        kvectors = np.ascontiguousarray(kvectors, dtype=np.float32)
+        kvectors = np.ascontiguousarray(kvectors, dtype=self._kdtype)
         if self._index is None:
             self._index = faiss.IndexFlatIP(single.shape[1])
             self._shape = kvectors.shape[1:]
@@ -135,17 +141,18 @@ class FaissWriter:
         if exc_type is None:
             tmp = self._dir.tmp
             faiss.write_index(self._index, str(tmp / "index"))
-            _raw_to_npy(tmp / "kvectors.raw", tmp / "kvectors.npy", (self.count, *self._shape))
+            _raw_to_npy(tmp / "kvectors.raw", tmp / "kvectors.npy", (self.count, *self._shape), self._kdtype)
             write_metadata(tmp, {**self.metadata, "documents": self.count, "dimension": int(self._shape[1]),
-                                 "k": int(self._shape[0]), "faiss": "IndexFlatIP",
+                                 "k": int(self._shape[0]), "faiss": "IndexFlatIP", "kvector_dtype": self._kdtype.name,
                                  "single_vector": "mean of the kept normalised K vectors"})
         return self._dir.__exit__(exc_type, exc, tb)
 
 
-def _raw_to_npy(raw: Path, out: Path, shape: tuple[int, ...]) -> None:
-    """Prefix raw float32 bytes with an .npy header (streamed, no copy in memory)."""
+def _raw_to_npy(raw: Path, out: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Prefix raw little-endian bytes with an .npy header (streamed, no copy in memory)."""
     with open(out, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(dtype.newbyteorder("<")),
+                                                 "fortran_order": False, "shape": shape})
         with open(raw, "rb") as r:
             shutil.copyfileobj(r, f, 1 << 20)
     raw.unlink()

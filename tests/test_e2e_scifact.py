@@ -22,7 +22,9 @@ def _run_dir(cfg):
 
 def test_pipeline_writes_runs_metrics_and_metadata(slice_run):
     cfg, records = slice_run
-    assert set(records) == {"dense", "sparse", "hybrid", "hybrid-pyserini"}
+    from diffretriever_pyserini.pipeline import MODES
+
+    assert set(records) == set(MODES)
     paths = Paths(cfg)
     for name in records:
         run_path = paths.run_dir / f"{name}.trec"
@@ -30,6 +32,7 @@ def test_pipeline_writes_runs_metrics_and_metadata(slice_run):
         assert metrics["queries_judged"] == 60
         # a query whose sparse terms all miss the index gets no sparse hits; the dense side always answers
         assert metrics["queries_in_run"] == 60 if name != "sparse" else metrics["queries_in_run"] >= 50
+        assert len(run_path.read_text().splitlines()) <= 60 * 1000
         lines = run_path.read_text().splitlines()
         assert all(len(line.split()) == 6 for line in lines)
     meta = json.loads((paths.encodings.dense / "metadata.json").read_text())
