@@ -23,7 +23,7 @@ PYTEST_ARGS ?=
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-SOURCES := setup.cfg setup.py pyproject.toml diffretriever_pyserini_javahook.py \
+SOURCES := setup.cfg setup.py pyproject.toml diffretriever_pyserini_startup.py \
 	$(shell find diffretriever_pyserini -name '*.py' -o -name '*.yaml' 2>/dev/null)
 BEIR_DATASETS := trec-covid nfcorpus nq hotpotqa fiqa arguana webis-touche2020 quora dbpedia-entity scidocs \
 	fever climate-fever scifact msmarco \

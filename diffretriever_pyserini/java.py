@@ -1,15 +1,15 @@
-"""Java set-up for Pyserini (see :mod:`diffretriever_pyserini_javahook`, which the start-up .pth file also uses)."""
+"""Java set-up for Pyserini (see :mod:`diffretriever_pyserini_startup`, which the start-up .pth file also uses)."""
 
 import sys
 import sysconfig
 from pathlib import Path
 
-from diffretriever_pyserini_javahook import MIN_JAVA_MAJOR, ensure_java, java_major, system_java_home
+from diffretriever_pyserini_startup import MIN_JAVA_MAJOR, ensure_java, java_major, system_java_home
 
 __all__ = ["MIN_JAVA_MAJOR", "ensure_java", "java_major", "system_java_home", "install_startup_hook"]
 
-PTH_NAME = "diffretriever_pyserini_java.pth"
-PTH_LINE = "import diffretriever_pyserini_javahook as _h; _h.ensure_java_at_startup()\n"
+PTH_NAME = "diffretriever_pyserini_startup.pth"
+PTH_LINE = "import diffretriever_pyserini_startup as _h; _h.startup()\n"
 
 
 def install_startup_hook(site_dir: Path | None = None) -> Path:

