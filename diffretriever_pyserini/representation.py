@@ -249,20 +249,32 @@ class KMaskReader:
                 "template": self.config.template, "variant": self.variant, "prompt": vars(self.prompt),
                 "backbone": self.backbone.describe()}
 
-    @torch.inference_mode()
-    def read(self, texts: Sequence[str]) -> Readout:
-        """Read K dense and K sparse representations of every text in one forward pass."""
+    def batch_inputs(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[bool]]:
+        """Assemble and left-pad a batch: (B, L) input ids, (B, L) key-padding mask, (B, K) mask positions, and
+        which texts were truncated."""
         cfg, bb = self.config, self.backbone
-        text_ids = bb.text_ids(list(texts))
         seqs, positions, truncated = [], [], []
-        for ids in text_ids:
+        for ids in bb.text_ids(list(texts)):
             seq, pos, cut = assemble(self.prefix, ids, self.suffix, bb.mask_token_id, cfg.k, self.tail,
                                      cfg.max_length)
             seqs.append(seq)
             positions.append(pos)
             truncated.append(cut)
         input_ids, attention_mask = left_pad(seqs, bb.pad_token_id)
-        pos = shift_positions(positions, [len(s) for s in seqs], input_ids.shape[1])
+        return input_ids, attention_mask, shift_positions(positions, [len(s) for s in seqs], input_ids.shape[1]), \
+            truncated
+
+    def allowed(self, texts: Sequence[str], vocab_size: int) -> torch.Tensor:
+        """(B, V) content-token masks of the texts (the sparse readout's allowed terms)."""
+        bb = self.backbone
+        return torch.stack([allowed_token_mask(bb.word_ids(content_words(t)), vocab_size, bb.mask_token_id)
+                            for t in texts])
+
+    @torch.inference_mode()
+    def read(self, texts: Sequence[str]) -> Readout:
+        """Read K dense and K sparse representations of every text in one forward pass."""
+        cfg, bb = self.config, self.backbone
+        input_ids, attention_mask, pos, truncated = self.batch_inputs(texts)
         hidden, logits = bb.forward_at(input_ids, attention_mask, pos)  # (B, K, H), (B, K, V)
         hidden, logits = hidden.float().cpu(), logits.float().cpu()
         if cfg.decoded_stop:
@@ -270,9 +282,7 @@ class KMaskReader:
         else:
             keep = torch.ones(logits.shape[:2], dtype=torch.bool)
         dense = normalise(hidden) * keep.unsqueeze(-1)
-        allowed = torch.stack([
-            allowed_token_mask(bb.word_ids(content_words(t)), logits.shape[-1], bb.mask_token_id) for t in texts
-        ])
+        allowed = self.allowed(texts, logits.shape[-1])
         impacts = sparse_vectors(logits, allowed, keep, cfg.top_k, self._blocked, cfg.impact_scale, cfg.fallback_k)
         return Readout(dense=dense.numpy(), keep=keep.numpy(), single=single_vector(dense, keep).numpy(),
                        sparse=to_term_dicts(impacts, bb.id_to_term), truncated=truncated)

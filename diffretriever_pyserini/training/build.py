@@ -1,0 +1,54 @@
+"""``train-data``: build the training JSONL of a dataset with BM25 hard negatives (and a held-out slice)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from diffretriever_pyserini.datasets import get_dataset, source_dir
+from diffretriever_pyserini.training.data import (beir_train_qrels, mine_bm25_negatives, scifact_training_claims,
+                                                  tevatron, write_examples)
+
+log = logging.getLogger(__name__)
+
+
+def bm25_index(cfg) -> Path:
+    """The BM25 flat index of the prepared corpus (built by Pyserini when missing)."""
+    from diffretriever_pyserini.indexing import build_bm25_index, index_is_complete
+    from diffretriever_pyserini.pipeline import step_prepare
+
+    prepared = step_prepare(cfg)
+    index_dir = Path(cfg.work) / "indexes" / prepared.dataset.name / "bm25-flat"
+    if not index_is_complete(index_dir):
+        build_bm25_index(prepared.corpus_dir, index_dir, cfg.threads)
+    return index_dir
+
+
+def build_training_data(cfg, source: str, negatives: int, out: str | None, tevatron_file: str | None = None,
+                        holdout: int = 0):
+    """Write ``<work>/train/<dataset>.<source>.jsonl`` (and, with ``holdout``, the last N examples in query-id order
+    to ``<same>.heldout.jsonl`` instead); returns (path, number of training examples)."""
+    dataset = get_dataset(cfg.dataset)
+    out_path = Path(out) if out else Path(cfg.work) / "train" / f"{dataset.name}.{source}.jsonl"
+    if source == "scifact-claims":
+        if dataset.name != "scifact":
+            raise ValueError("source scifact-claims needs --dataset scifact")
+        examples = scifact_training_claims(source_dir(dataset, cfg.mirror), dataset.split)
+    elif source == "beir-train":
+        examples = beir_train_qrels(source_dir(dataset, cfg.mirror))
+    elif source == "tevatron":
+        if not tevatron_file:
+            raise ValueError("source tevatron needs --tevatron <file>")
+        examples = tevatron(Path(tevatron_file), out_path.parent / f"{out_path.stem}.corpus")
+        return out_path, write_examples(out_path, examples)  # Tevatron files carry their own hard negatives
+    else:
+        raise ValueError(f"unknown training source {source!r}")
+    examples = mine_bm25_negatives(examples, bm25_index(cfg), n=negatives, threads=cfg.threads)
+    if holdout:
+        examples.sort(key=lambda e: (len(e.query_id), e.query_id))
+        write_examples(out_path.with_suffix(".heldout.jsonl"), examples[-holdout:])
+        examples = examples[:-holdout]
+    n = write_examples(out_path, examples)
+    log.info("%d examples (%d pairs) with %d BM25 negatives each -> %s", n,
+             sum(len(e.positive_ids) for e in examples), negatives, out_path)
+    return out_path, n

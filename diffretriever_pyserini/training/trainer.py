@@ -1,0 +1,330 @@
+"""Supervised fine-tuning of the K-mask readout (REFERENCE.md section 5), resumable, on CPU or GPUs.
+
+Full fine-tuning for small backbones, LoRA (peft) for large ones; warmup + cosine schedule, weight decay, gradient
+clipping, bf16 autocast on GPU, optional gradient checkpointing; in-batch negatives, gathered across processes when
+``torch.distributed`` is initialised. Checkpoints are folders written atomically under ``<out>/checkpoint-<step>/``:
+the model weights as safetensors (a full model folder the encoders load by path, or a PEFT adapter), the optimizer
+and scheduler state, and ``trainer_state.json``. A rerun of the same command resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from diffretriever_pyserini.representation import KMaskReader, ReadoutConfig, normalise
+from diffretriever_pyserini.training.data import TrainingExample, load_documents, read_examples
+from diffretriever_pyserini.training.losses import DEFAULT_SPARSE_WEIGHT, DEFAULT_TAU, contrastive_loss, pooled_sparse
+from diffretriever_pyserini.training.readout import READOUT_FILE
+from diffretriever_pyserini.writers import AtomicDir
+
+log = logging.getLogger(__name__)
+
+LORA_TARGETS = {  # family -> projection names (attention and MLP) that get LoRA adapters
+    "dream": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "llada": ["q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"],
+    "masked_lm": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
+    "autoregressive": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One fine-tuning run."""
+
+    train: str = field(metadata={"help": "training JSONL (see diffretriever_pyserini/training/data.py)"})
+    corpus: str = field(metadata={"help": "prepared corpus folder holding the documents the examples name"})
+    out: str = field(metadata={"help": "output folder (checkpoints, final model, loss curve)"})
+    model: str = field(default="minilm", metadata={"help": "backbone: packaged name, folder or hub id"})
+    family: str | None = field(default=None, metadata={"help": "backbone family (default: from config.json)"})
+    method: str = field(default="auto", metadata={"help": "full, lora, or auto (full for masked_lm, else lora)"})
+    k_q: int = field(default=4, metadata={"help": "query masks"})
+    k_p: int = field(default=4, metadata={"help": "passage masks"})
+    q_max_length: int = field(default=100, metadata={"help": "query input tokens, prompt included"})
+    p_max_length: int = field(default=256, metadata={"help": "passage input tokens, prompt included"})
+    negatives: int = field(default=1, metadata={"help": "hard negatives per query used in each batch"})
+    batch_size: int = field(default=16, metadata={"help": "queries per step (per process)"})
+    epochs: float = field(default=2.0, metadata={"help": "passes over the training examples"})
+    lr: float = field(default=5e-5, metadata={"help": "peak learning rate"})
+    warmup: float = field(default=0.06, metadata={"help": "warmup fraction of the steps"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    clip: float = field(default=1.0, metadata={"help": "gradient-norm clipping"})
+    tau: float = field(default=DEFAULT_TAU, metadata={"help": "MaxSim temperature"})
+    sparse_weight: float = field(default=DEFAULT_SPARSE_WEIGHT, metadata={"help": "weight of the sparse loss"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=64, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
+    save_every: int = field(default=20, metadata={"help": "steps between checkpoints"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept"})
+    top_k: int = field(default=256, metadata={"help": "sparse terms per mask position recorded for the encoders"})
+    device: str | None = field(default=None, metadata={"help": "auto, cpu, cuda:N"})
+    seed: int = field(default=13, metadata={"help": "seed of batching, dropout and initialisation"})
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many steps (default: epochs)"})
+
+
+def _steps(cfg: TrainConfig, n_examples: int, world: int) -> int:
+    per_epoch = math.ceil(n_examples / (cfg.batch_size * world))
+    return cfg.max_steps or max(1, int(round(per_epoch * cfg.epochs)))
+
+
+def batch_order(n: int, batch: int, steps: int, seed: int, world: int = 1, rank: int = 0) -> list[list[int]]:
+    """Deterministic batches of example indices (reshuffled every epoch); process ``rank`` takes its slice."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    global_batch = batch * world
+    while len(order) < steps * global_batch:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        order += perm
+    return [order[s * global_batch + rank * batch: s * global_batch + (rank + 1) * batch] for s in range(steps)]
+
+
+class Trainer:
+    """Holds the backbone, the two readers, the optimizer and the schedule."""
+
+    def __init__(self, cfg: TrainConfig):
+        from diffretriever_pyserini.backbones import load_backbone
+
+        self.cfg = cfg
+        self.world, self.rank = _dist_info()
+        torch.manual_seed(cfg.seed)
+        self.backbone = load_backbone(cfg.model, family=cfg.family, device=cfg.device, dtype="fp32")
+        method = cfg.method if cfg.method != "auto" else ("full" if self.backbone.family == "masked_lm" else "lora")
+        if method not in ("full", "lora"):
+            raise ValueError(f"method must be full, lora or auto, got {cfg.method!r}")
+        self.method = method
+        model = self.backbone.model
+        if method == "lora":
+            import peft
+
+            config = peft.LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                     target_modules=LORA_TARGETS[self.backbone.family])
+            model = peft.inject_adapter_in_model(config, model)
+            for name, p in model.named_parameters():
+                p.requires_grad = "lora_" in name
+        if cfg.gradient_checkpointing:
+            _enable_checkpointing(model)
+        self.model = model
+        self.q_reader = KMaskReader(self.backbone, "query", ReadoutConfig(k=cfg.k_q, max_length=cfg.q_max_length))
+        self.p_reader = KMaskReader(self.backbone, "passage", ReadoutConfig(k=cfg.k_p, max_length=cfg.p_max_length))
+        params = [p for p in model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() > 1]
+        no_decay = [p for p in params if p.dim() <= 1]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+    def encode(self, reader: KMaskReader, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable readout: (B, K, H) normalised vectors and (B, V) pooled content-restricted sparse."""
+        ids, mask, pos, _ = reader.batch_inputs(texts)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.backbone.device.type == "cuda" else \
+            torch.autocast("cpu", enabled=False)
+        with autocast:
+            hidden, logits = self.backbone.forward_at(ids, mask, pos)
+        allowed = reader.allowed(texts, logits.shape[-1]).to(logits.device)
+        return normalise(hidden.float()), pooled_sparse(logits, allowed)
+
+    def step_loss(self, batch: list[TrainingExample], docs: dict[str, str], rng: random.Random):
+        queries, passages, positives = [], [], []
+        for ex in batch:
+            positives.append(len(passages))
+            passages.append(docs[rng.choice(ex.positive_ids)])
+            negs = ex.negative_ids[: self.cfg.negatives]
+            passages += [docs[d] for d in negs]
+            queries.append(ex.query)
+        q_dense, q_sparse = self.encode(self.q_reader, queries)
+        p_dense, p_sparse = self.encode(self.p_reader, passages)
+        return contrastive_loss(q_dense, p_dense, q_sparse, p_sparse,
+                                torch.tensor(positives, device=q_dense.device), self.cfg.k_q, self.cfg.tau,
+                                self.cfg.sparse_weight)
+
+
+def _dist_info() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _enable_checkpointing(model) -> None:
+    if hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable()
+        return
+    from torch.utils.checkpoint import checkpoint
+
+    for module in model.modules():
+        blocks = getattr(module, "layers", None) or getattr(module, "blocks", None)
+        if isinstance(blocks, torch.nn.ModuleList):
+            for block in blocks:
+                forward = block.forward
+                block.forward = lambda *a, _f=forward: checkpoint(_f, *a, use_reentrant=False)
+
+
+def _schedule(optimizer, warmup_steps: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = (step - warmup_steps) / max(1, total - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _last_checkpoint(out: Path) -> Path | None:
+    done = [p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
+
+
+def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
+    """Run (or resume) fine-tuning; returns the final model folder ``<out>/final``.
+
+    ``stop_after`` ends the run after that many steps without finishing it (used to test resumption).
+    """
+    out = Path(cfg.out)
+    examples = read_examples(Path(cfg.train))
+    needed = {d for ex in examples for d in ex.positive_ids + ex.negative_ids[: cfg.negatives]}
+    docs = load_documents(Path(cfg.corpus), needed)
+    trainer = Trainer(cfg)
+    total = _steps(cfg, len(examples), trainer.world)
+    batches = batch_order(len(examples), cfg.batch_size, total, cfg.seed, trainer.world, trainer.rank)
+    scheduler = _schedule(trainer.optimizer, int(cfg.warmup * total), total)
+    state = {"step": 0, "losses": [], "config": asdict(cfg), "method": trainer.method, "total_steps": total}
+    last = _last_checkpoint(out)
+    if last is not None:
+        state = _load_checkpoint(last, trainer, scheduler)
+        log.info("resuming from %s (step %d of %d)", last, state["step"], total)
+    from tqdm import tqdm
+
+    trainer.model.train()
+    progress = tqdm(total=total, initial=state["step"], desc="fine-tune", unit="step", disable=trainer.rank != 0)
+    while state["step"] < total:
+        step = state["step"]
+        rng = random.Random(cfg.seed * 1_000_003 + step)
+        loss, parts = trainer.step_loss([examples[i] for i in batches[step]], docs, rng)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        _all_reduce_grads(trainer.model, trainer.world)
+        torch.nn.utils.clip_grad_norm_([p for p in trainer.model.parameters() if p.requires_grad], cfg.clip)
+        trainer.optimizer.step()
+        scheduler.step()
+        state["step"] = step + 1
+        state["losses"].append({"step": step + 1, "loss": float(loss.detach()), **parts,
+                                "lr": scheduler.get_last_lr()[0]})
+        progress.update(1)
+        progress.set_postfix(loss=f"{float(loss):.3f}")
+        if trainer.rank == 0 and (state["step"] % cfg.save_every == 0 or state["step"] == total):
+            _save_checkpoint(out, trainer, scheduler, state)
+        if stop_after is not None and state["step"] >= stop_after:
+            progress.close()
+            return out
+    progress.close()
+    final = out / "final"
+    if trainer.rank == 0:
+        _save_model(final, trainer)
+        _plot_losses(state["losses"], out / "loss.png")
+        (out / "losses.json").write_text(json.dumps(state["losses"], indent=1) + "\n")
+    return final
+
+
+def _all_reduce_grads(model, world: int) -> None:
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+
+def _trainable_state(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().contiguous() for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+
+def _save_checkpoint(out: Path, trainer: Trainer, scheduler, state: dict) -> None:
+    from safetensors.torch import save_file
+
+    target = out / f"checkpoint-{state['step']}"
+    with AtomicDir(target) as tmp:
+        save_file(_trainable_state(trainer), str(tmp / "trainable.safetensors"))
+        torch.save({"optimizer": trainer.optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(state) + "\n")
+    done = sorted((p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
+                  key=lambda p: int(p.name.split("-")[1]))
+    for old in done[: -trainer.cfg.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(folder: Path, trainer: Trainer, scheduler) -> dict:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "trainable.safetensors"))
+    params = dict(trainer.model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value.to(params[name].device))
+    extra = torch.load(folder / "optimizer.pt", weights_only=True)  # our own file; tensors and plain data only
+    trainer.optimizer.load_state_dict(extra["optimizer"])
+    scheduler.load_state_dict(extra["scheduler"])
+    torch.set_rng_state(extra["rng"])
+    return json.loads((folder / "trainer_state.json").read_text())
+
+
+def _save_model(final: Path, trainer: Trainer) -> None:
+    """Full fine-tuning: a model folder loadable by ``--model``; LoRA: a PEFT adapter folder for ``--adapter``."""
+    cfg, bb = trainer.cfg, trainer.backbone
+    readout = {"k_q": cfg.k_q, "k_p": cfg.k_p, "top_k": cfg.top_k, "q_max_length": cfg.q_max_length,
+               "p_max_length": cfg.p_max_length, "base_model": cfg.model, "method": trainer.method,
+               "family": bb.family, "run_name": Path(cfg.out).name}
+    with AtomicDir(final) as tmp:
+        if trainer.method == "full" and hasattr(trainer.model, "save_pretrained"):
+            trainer.model.save_pretrained(str(tmp), safe_serialization=True)
+            bb.tokenizer.save_pretrained(str(tmp))
+        elif trainer.method == "full":  # native Dream / LLaDA: the hub layout they load from
+            from safetensors.torch import save_file
+
+            from diffretriever_pyserini.backbones.checkpoint import local_folder
+
+            save_file({k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()},
+                      str(tmp / "model.safetensors"))
+            shutil.copy(local_folder(cfg.model) / "config.json", tmp / "config.json")
+            bb.tokenizer.save_pretrained(str(tmp))
+        else:
+            import peft
+            from safetensors.torch import save_file
+
+            state = peft.get_peft_model_state_dict(trainer.model)
+            save_file({f"base_model.model.{k}": v.detach().cpu().contiguous() for k, v in state.items()},
+                      str(tmp / "adapter_model.safetensors"))
+            (tmp / "adapter_config.json").write_text(json.dumps(
+                {"peft_type": "LORA", "r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
+                 "target_modules": LORA_TARGETS[bb.family], "base_model_name_or_path": cfg.model}, indent=2))
+        (tmp / READOUT_FILE).write_text(json.dumps(readout, indent=2) + "\n")
+
+
+def _plot_losses(losses: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [r["step"] for r in losses]
+    for key in ("loss", "dense", "sparse"):
+        ax.plot(steps, [r[key] for r in losses], label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy")
+    ax.set_title("fine-tuning loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
