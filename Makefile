@@ -8,8 +8,8 @@ TORCH_SPEC ?= torch==2.13.0
 MIRROR ?= $(BEIR_MIRROR)
 MODEL ?= minilm
 ADAPTER ?=
-KQ ?= 4
-KP ?= 4
+KQ ?=
+KP ?=
 DEVICE ?= auto
 DTYPE ?= auto
 BATCH ?= 32
@@ -28,7 +28,7 @@ SOURCES := setup.cfg setup.py pyproject.toml diffretriever_pyserini_startup.py \
 BEIR_DATASETS := trec-covid nfcorpus nq hotpotqa fiqa arguana webis-touche2020 quora dbpedia-entity scidocs \
 	fever climate-fever scifact msmarco \
 	$(addprefix cqadupstack-,android english gaming gis mathematica physics programmers stats tex unix webmasters wordpress)
-RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) --k-q $(KQ) --k-p $(KP) --device $(DEVICE) --dtype $(DTYPE) --batch-size $(BATCH) \
+RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(KQ),--k-q $(KQ)) $(if $(KP),--k-p $(KP)) --device $(DEVICE) --dtype $(DTYPE) --batch-size $(BATCH) \
 	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR)) \
 	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM)
 
@@ -42,7 +42,7 @@ help: ## show this help
 	@echo "variables (current value):"
 	@echo "  MIRROR=$(MIRROR)  BEIR mirror folder (default \$$BEIR_MIRROR; empty = official download, checksummed)"
 	@echo "  MODEL=$(MODEL) (packaged name, Dream/LLaDA/AR/encoder folder, or hub id)  ADAPTER=$(ADAPTER) (LoRA)"
-	@echo "  KQ=$(KQ)  KP=$(KP)  DEVICE=$(DEVICE)  DTYPE=$(DTYPE)  BATCH=$(BATCH)  THREADS=$(THREADS)"
+	@echo "  KQ=$(KQ)  KP=$(KP) (empty: 4, or a fine-tuned model's own)  DEVICE=$(DEVICE)  DTYPE=$(DTYPE)  BATCH=$(BATCH)  THREADS=$(THREADS)"
 	@echo "  DATASET=$(DATASET) (report)  MODES=$(MODES) (comma-separated; empty = all)  MAXSIM=$(MAXSIM) (auto|exact|candidates)"
 	@echo "  RUNS=$(RUNS)  VENV=$(VENV)  PYTHON=$(PYTHON)  TORCH_SPEC=$(TORCH_SPEC)"
 
@@ -66,7 +66,7 @@ bench-k: $(STAMP) ## latency vs K: diffusion one-pass vs autoregressive readout,
 	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_k.py
 
 bench-maxsim: $(STAMP) ## MaxSim exact vs candidates+rerank on SciFact, K_q = K_p = 16 (last line: JSON)
-	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_maxsim.py $(RUN_OPTS)
+	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_maxsim.py $(RUN_OPTS) --k-q $(or $(KQ),16) --k-p $(or $(KP),16)
 
 report: $(STAMP) ## K sweep {1,4,16} and (4,16), all modes, on DATASET: table + PNG under runs/
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini report --dataset $(DATASET) $(RUN_OPTS)

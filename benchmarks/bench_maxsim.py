@@ -28,7 +28,7 @@ def main() -> None:
     from diffretriever_pyserini.encoders import DiffRetrieverQueryEncoder
     from diffretriever_pyserini.pipeline import Paths, step_encode, step_prepare
 
-    cfg = _config(args)
+    cfg = _config(args).resolved()
     doc_encoder = step_encode(cfg)
     paths, prepared = Paths(cfg), step_prepare(cfg)
     topics = read_topics(prepared.topics)

@@ -12,7 +12,9 @@ ensure_java()
 try:
     from pyserini.encode import DocumentEncoder as PyseriniDocumentEncoder
     from pyserini.encode import QueryEncoder as PyseriniQueryEncoder
-except ImportError as exc:  # pragma: no cover - pyserini is a hard dependency
+except ModuleNotFoundError as exc:  # pragma: no cover - pyserini is a hard dependency
+    if exc.name != "pyserini":
+        raise
     raise ImportError("diffretriever_pyserini needs Pyserini >= 1.6: pip install 'pyserini>=1.6'") from exc
 
 __all__ = ["PyseriniDocumentEncoder", "PyseriniQueryEncoder", "ensure_java"]

@@ -35,18 +35,29 @@ def _split(options: dict) -> tuple[dict, dict]:
     return backbone, {k: v for k, v in options.items() if k not in BACKBONE_OPTIONS}
 
 
+def _readout_defaults(model, backbone_options: dict, side: str, k, max_length, top_k) -> tuple[int, int, int]:
+    """Unset K / max length / top-k: a fine-tuned model's ``diffretriever.json`` values, else the zero-shot ones."""
+    from diffretriever_pyserini.pipeline import READOUT_DEFAULTS
+    from diffretriever_pyserini.training.readout import finetuned_readout
+
+    tuned = finetuned_readout(model if isinstance(model, str) else None, backbone_options.get("adapter"))
+    fallback = {**READOUT_DEFAULTS, **tuned}
+    return (k if k is not None else fallback[f"k_{side}"],
+            max_length if max_length is not None else fallback[f"{side}_max_length"],
+            top_k if top_k is not None else fallback["top_k"])
+
+
 class DiffRetrieverDocumentEncoder(PyseriniDocumentEncoder):
     """Passage-side K-mask encoder. ``encode`` returns single_dense vectors (or sparse dicts with
     ``output="sparse"``), as Pyserini's encode loop expects; :meth:`read` returns everything from one pass."""
 
-    def __init__(self, model_name="minilm", device=None, k: int = 4, max_length: int = 256,
+    def __init__(self, model_name="minilm", device=None, k: int | None = None, max_length: int | None = None,
                  top_k: int | None = None, output: str = "dense", **options):
-        from diffretriever_pyserini.representation import TOPK_ZERO_SHOT
-
         if output not in ("dense", "sparse"):
             raise ValueError(f"output must be 'dense' or 'sparse', got {output!r}")
         backbone_options, readout = _split(options)
-        config = ReadoutConfig(k=k, max_length=max_length, top_k=top_k or TOPK_ZERO_SHOT, **readout)
+        k, max_length, top_k = _readout_defaults(model_name, backbone_options, "p", k, max_length, top_k)
+        config = ReadoutConfig(k=k, max_length=max_length, top_k=top_k, **readout)
         self.reader = build_reader(model_name, "passage", config, device=device, **backbone_options)
         self.output = output
         self.has_model = True
@@ -70,13 +81,12 @@ class DiffRetrieverQueryEncoder(PyseriniQueryEncoder):
     queries in batches ahead of a search; unseen queries are encoded on demand.
     """
 
-    def __init__(self, model_name="minilm", device=None, k: int = 4, max_length: int = 100,
+    def __init__(self, model_name="minilm", device=None, k: int | None = None, max_length: int | None = None,
                  top_k: int | None = None, batch_size: int = 32, **options):
         super().__init__()  # no pre-encoded queries (1.x: encoded_query_dir, 2.x: encoded_queries_dir)
-        from diffretriever_pyserini.representation import TOPK_ZERO_SHOT
-
         backbone_options, readout = _split(options)
-        config = ReadoutConfig(k=k, max_length=max_length, top_k=top_k or TOPK_ZERO_SHOT, **readout)
+        k, max_length, top_k = _readout_defaults(model_name, backbone_options, "q", k, max_length, top_k)
+        config = ReadoutConfig(k=k, max_length=max_length, top_k=top_k, **readout)
         self.reader = build_reader(model_name, "query", config, device=device, **backbone_options)
         self.batch_size = batch_size
         self.has_model = True

@@ -102,7 +102,7 @@ def build_row_index(dense_dir, kind: str = "ivf", nlist: int | None = None, dtyp
         index = (faiss.IndexFlatIP(dim) if dtype == "float32" else
                  faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT))
     elif kind == "ivf":
-        nlist = nlist or max(1, min(4096, int(4 * np.sqrt(len(rows)))))
+        nlist = nlist or max(1, min(4096, len(rows) // 39, int(4 * np.sqrt(len(rows)))))  # FAISS: >= 39 points/list
         quantizer = faiss.IndexFlatIP(dim)
         index = (faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT) if dtype == "float32" else
                  faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16,

@@ -28,7 +28,12 @@ from urllib.parse import parse_qsl
 
 import torch
 
-from diffretriever_pyserini._compat import PyseriniDocumentEncoder, PyseriniQueryEncoder
+from diffretriever_pyserini.java import ensure_java
+
+ensure_java()
+# Not through _compat: this module is also imported by the start-up hook while _compat may be mid-import.
+from pyserini.encode import DocumentEncoder as PyseriniDocumentEncoder  # noqa: E402
+from pyserini.encode import QueryEncoder as PyseriniQueryEncoder  # noqa: E402
 
 log = logging.getLogger(__name__)
 
