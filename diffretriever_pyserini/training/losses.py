@@ -27,15 +27,36 @@ def pooled_sparse(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     return (torch.log1p(torch.relu(logits.float())) * allowed.unsqueeze(1).to(torch.float32)).amax(dim=1)
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather forward; backward sums every rank's gradient of the gathered tensor and keeps the local slice
+    (so each rank's passages receive the gradient of all ranks' losses). Contiguous buffers throughout."""
+
+    @staticmethod
+    def forward(ctx, x):
+        import torch.distributed as dist
+
+        world, rank = dist.get_world_size(), dist.get_rank()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.size = rank, x.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        import torch.distributed as dist
+
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.size:(ctx.rank + 1) * ctx.size]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` from every process (rank order), keeping the gradient of the local part."""
+    """Concatenate ``x`` from every process (rank order), keeping the gradient path to the local part."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
+    return _GatherWithGrad.apply(x)
 
 
 def contrastive_loss(q_dense: torch.Tensor, p_dense: torch.Tensor, q_sparse: torch.Tensor, p_sparse: torch.Tensor,

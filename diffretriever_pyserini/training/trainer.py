@@ -219,7 +219,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         state["losses"].append({"step": step + 1, "loss": float(loss.detach()), **parts,
                                 "lr": scheduler.get_last_lr()[0]})
         progress.update(1)
-        progress.set_postfix(loss=f"{float(loss):.3f}")
+        progress.set_postfix(loss=f"{float(loss.detach()):.3f}")
         if trainer.rank == 0 and (state["step"] % cfg.save_every == 0 or state["step"] == total):
             _save_checkpoint(out, trainer, scheduler, state)
         if stop_after is not None and state["step"] >= stop_after:
