@@ -32,7 +32,7 @@ RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(KQ),--k
 	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR)) \
 	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM)
 
-.PHONY: help install test demo bench-k bench-maxsim report beir-all $(addprefix beir-,$(BEIR_DATASETS))
+.PHONY: help install test demo bench-k bench-maxsim report baselines anserini-configs beir-all $(addprefix beir-,$(BEIR_DATASETS))
 
 help: ## show this help
 	@echo "diffretriever-pyserini targets:"
@@ -70,6 +70,14 @@ bench-maxsim: $(STAMP) ## MaxSim exact vs candidates+rerank on SciFact, K_q = K_
 
 report: $(STAMP) ## K sweep {1,4,16} and (4,16), all modes, on DATASET: table + PNG under runs/
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini report --dataset $(DATASET) $(RUN_OPTS)
+
+baselines: $(STAMP) ## BM25 flat + multifield on DATASET, fused with our hybrid (RRF, normalize); prints the table
+	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini baselines --dataset $(DATASET) $(RUN_OPTS)
+
+anserini-configs: $(STAMP) ## (re)write anserini_configs/ from the measured runs, then check the DATASET one
+	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini encode-queries --dataset $(DATASET) $(RUN_OPTS)
+	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini anserini-configs $(RUN_OPTS)
+	$(PY) -m diffretriever_pyserini check-config anserini_configs/beir-v1.0.0-$(DATASET).*.yaml
 
 $(addprefix beir-,$(BEIR_DATASETS)): beir-%: $(STAMP)
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini run --dataset $* $(RUN_OPTS)

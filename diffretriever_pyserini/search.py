@@ -43,21 +43,22 @@ def impact_searcher(index_dir, query_encoder):
 
 
 def search_topics(searcher, topics: dict[str, str], k: int = 1000, remove_query: bool = False,
-                  threads: int = 1) -> Run:
+                  threads: int = 1, **search_options) -> Run:
     """Batch search with any Pyserini searcher exposing ``batch_search(queries, qids, k, threads)``."""
     qids = list(topics)
     depth = k + 1 if remove_query else k
-    results = searcher.batch_search([topics[q] for q in qids], qids, k=depth, threads=threads)
+    results = searcher.batch_search([topics[q] for q in qids], qids, k=depth, threads=threads, **search_options)
     return _finish(_collect(results), k, remove_query)
 
 
 def bm25_search(index_dir, topics: dict[str, str], k: int = 1000, remove_query: bool = False,
-                threads: int = 1) -> Run:
-    """BM25 (k1 = 0.9, b = 0.4, Pyserini's defaults) over a Lucene index."""
+                threads: int = 1, fields: dict[str, float] | None = None) -> Run:
+    """BM25 (k1 = 0.9, b = 0.4, Pyserini's defaults) over a Lucene index; ``fields`` = {field: boost}."""
     ensure_java()
     from pyserini.search.lucene import LuceneSearcher
 
-    return search_topics(LuceneSearcher(str(index_dir)), topics, k, remove_query, threads)
+    options = {"fields": fields} if fields else {}
+    return search_topics(LuceneSearcher(str(index_dir)), topics, k, remove_query, threads, **options)
 
 
 def hybrid_search(dense, sparse, topics: dict[str, str], k: int = 1000, alpha: float = 1.0,

@@ -1,0 +1,91 @@
+"""TREC submission checks, gzip runs, fusion with BM25, Anserini configs reproduced on the real SciFact slice."""
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffretriever_pyserini.runs import check_run, read_run, write_run
+
+
+def test_check_run_finds_every_problem(tmp_path):
+    good = write_run(tmp_path / "good.trec", {"1": {"a": 2.0, "b": 1.0}, "2": {"c": 0.5}}, "tag")
+    assert check_run(good, ["1", "2"]) == []
+    bad = tmp_path / "bad.trec"
+    bad.write_text("1 Q0 a 1 1.0 t1\n1 Q0 a 2 2.0 t1\n1 Q1 b 4 0.5 t2\n3 Q0 x 1 1.0 t1\nshort line\n")
+    problems = "\n".join(check_run(bad, ["1", "2"], max_hits=2))
+    for expected in ["duplicate docid a", "rises above", "must be Q0", "rank 4 follows rank 2",
+                     "1 topics have no hits", "not in the topic file", "2 different run tags", "expected 6 fields",
+                     "has 3 hits, more than 2"]:
+        assert expected in problems
+
+
+def test_gzip_runs_are_deterministic_and_readable(tmp_path):
+    run = {"1": {"a": 2.0, "b": 1.0}}
+    a = write_run(tmp_path / "a.trec.gz", run, "t")
+    b = write_run(tmp_path / "b.trec.gz", run, "t")
+    assert a.read_bytes() == b.read_bytes()
+    assert gzip.decompress(a.read_bytes()).decode() == "1 Q0 a 1 2.000000 t\n1 Q0 b 2 1.000000 t\n"
+    assert read_run(a) == run and check_run(a, ["1"]) == []
+    with pytest.raises(ValueError, match="one word"):
+        write_run(tmp_path / "c.trec", run, "two words")
+
+
+@pytest.mark.slow
+def test_anserini_config_reproduces_the_pipeline_run(slice_run, tmp_path):
+    """Config written from the measured slice run; its check (index + pre-encoded JsonStringVector topics) gives
+    the same numbers: OK for every metric and index statistic."""
+    import dataclasses
+
+    import yaml
+
+    from diffretriever_pyserini.anserini import check_config, config_for, encode_queries, _index_stats
+    from diffretriever_pyserini.pipeline import Paths
+
+    cfg, records = slice_run
+    cfg = dataclasses.replace(cfg, k_q=4, k_p=4)
+    queries = encode_queries(cfg)
+    first = json.loads(queries.read_text().splitlines()[0])
+    assert set(first) == {"qid", "contents", "vector"} and all(isinstance(v, int) for v in first["vector"].values())
+    assert (queries.with_suffix(".dense") / "embedding.pkl").is_file()
+    measured = records["sparse"]["metrics"]
+    results = {"nDCG@10": measured["ndcg_cut_10"], "R@100": measured["recall_100"], "R@1000": measured["recall_1000"]}
+    config = config_for(cfg, results, _index_stats(Paths(cfg).impact_index))
+    assert config["collection_class"] == "JsonVectorCollection" and config["topic_reader"] == "JsonStringVector"
+    path = tmp_path / "beir-v1.0.0-scifact.slice.yaml"
+    path.write_text("---\n" + yaml.safe_dump(config, sort_keys=False))
+    rows = check_config(path)
+    assert {r[1] for r in rows} >= {"nDCG@10", "R@100", "R@1000", "documents"}
+    assert all(r[4] == "OK" for r in rows), rows
+    # a wrong expectation is reported as FAIL, a close one as OKish
+    config["models"][0]["results"]["nDCG@10"] = [round(measured["ndcg_cut_10"] + 0.01, 4)]
+    config["models"][0]["results"]["R@100"] = [round(measured["recall_100"] + 0.0003, 4)]
+    path.write_text("---\n" + yaml.safe_dump(config, sort_keys=False))
+    verdicts = {r[1]: r[4] for r in check_config(path)}
+    assert verdicts["nDCG@10"] == "FAIL" and verdicts["R@100"] == "OKish"
+
+
+@pytest.mark.slow
+def test_fuse_command_with_bm25(slice_run, tmp_path):
+    from diffretriever_pyserini.pipeline import Paths, run_bm25
+
+    cfg, _ = slice_run
+    bm25 = run_bm25(cfg)
+    ours = Paths(cfg.resolved()).run_dir / "hybrid.trec"
+    out = tmp_path / "fused.trec"
+    qrels = Path(cfg.work) / "data" / "scifact" / "qrels.txt"
+    res = subprocess.run([sys.executable, "-m", "diffretriever_pyserini", "fuse", "--runs", str(ours), bm25["run"],
+                          "--method", "rrf", "--out", str(out), "--qrels", str(qrels)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    fused = read_run(out)
+    a, b = read_run(ours), read_run(bm25["run"])
+    q = next(iter(fused))
+    top = max(fused[q], key=fused[q].get)
+    rank_a = sorted(a[q], key=lambda d: (-a[q][d], d)).index(top) + 1 if top in a[q] else None
+    rank_b = sorted(b[q], key=lambda d: (-b[q][d], d)).index(top) + 1 if top in b[q] else None
+    expected = (1 / (60 + rank_a) if rank_a else 0) + (1 / (60 + rank_b) if rank_b else 0)
+    assert fused[q][top] == pytest.approx(expected, abs=1e-6)
+    assert "ndcg_cut_10" in res.stdout
