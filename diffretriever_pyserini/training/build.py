@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 from diffretriever_pyserini.datasets import get_dataset, source_dir
-from diffretriever_pyserini.training.data import (beir_train_qrels, mine_bm25_negatives, scifact_training_claims,
-                                                  tevatron, write_examples)
+from diffretriever_pyserini.training.data import (beir_train_qrels, mine_bm25_negatives, per_pair,
+                                                  scifact_training_claims, tevatron, write_examples)
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,13 @@ def bm25_index(cfg) -> Path:
 
 
 def build_training_data(cfg, source: str, negatives: int, out: str | None, tevatron_file: str | None = None,
-                        holdout: int = 0):
+                        holdout: int = 0, pairs: bool = False):
     """Write ``<work>/train/<dataset>.<source>.jsonl`` (and, with ``holdout``, the last N examples in query-id order
-    to ``<same>.heldout.jsonl`` instead); returns (path, number of training examples)."""
+    to ``<same>.heldout.jsonl`` instead); ``pairs`` writes one example per (query, positive) pair. Returns (path,
+    number of training examples)."""
     dataset = get_dataset(cfg.dataset)
-    out_path = Path(out) if out else Path(cfg.work) / "train" / f"{dataset.name}.{source}.jsonl"
+    suffix = ".pairs" if pairs else ""
+    out_path = Path(out) if out else Path(cfg.work) / "train" / f"{dataset.name}.{source}{suffix}.jsonl"
     if source == "scifact-claims":
         if dataset.name != "scifact":
             raise ValueError("source scifact-claims needs --dataset scifact")
@@ -48,6 +50,8 @@ def build_training_data(cfg, source: str, negatives: int, out: str | None, tevat
         examples.sort(key=lambda e: (len(e.query_id), e.query_id))
         write_examples(out_path.with_suffix(".heldout.jsonl"), examples[-holdout:])
         examples = examples[:-holdout]
+    if pairs:
+        examples = per_pair(examples)
     n = write_examples(out_path, examples)
     log.info("%d examples (%d pairs) with %d BM25 negatives each -> %s", n,
              sum(len(e.positive_ids) for e in examples), negatives, out_path)

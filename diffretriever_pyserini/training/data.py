@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -112,23 +111,27 @@ def tevatron(path: Path, corpus_out: Path) -> list[TrainingExample]:
 
 
 def mine_bm25_negatives(examples: list[TrainingExample], bm25_index: Path, n: int = 1, depth: int = 100,
-                        seed: int = 0, threads: int = 2) -> list[TrainingExample]:
-    """Hard negatives from Pyserini BM25 on the same corpus: the top-ranked non-positive documents (n of the top
-    ``depth``, sampled with ``seed`` when n < depth and more than n are available, keeping rank order)."""
+                        threads: int = 2) -> list[TrainingExample]:
+    """Hard negatives from Pyserini BM25 on the same corpus: the n top-ranked documents that are not positives
+    (ties by docid), so the same inputs always give the same negatives."""
     if not 1 <= n <= 15:
         raise ValueError(f"hard negatives per query must be 1 to 15, got {n}")
     from diffretriever_pyserini.search import bm25_search
 
     run = bm25_search(bm25_index, {ex.query_id: ex.query for ex in examples}, k=depth, threads=threads)
-    rng = random.Random(seed)
     out = []
     for ex in examples:
+        positives = set(ex.positive_ids)
         ranked = [d for d, _ in sorted(run.get(ex.query_id, {}).items(), key=lambda x: (-x[1], x[0]))
-                  if d not in set(ex.positive_ids)]
-        pool = ranked[: max(n, 2 * n)]
-        chosen = sorted(rng.sample(pool, n), key=pool.index) if len(pool) > n else pool
-        out.append(TrainingExample(ex.query_id, ex.query, ex.positive_ids, chosen))
+                  if d not in positives]
+        out.append(TrainingExample(ex.query_id, ex.query, ex.positive_ids, ranked[:n]))
     return out
+
+
+def per_pair(examples: list[TrainingExample]) -> list[TrainingExample]:
+    """One example per (query, positive) pair (SciFact: 505 claims -> 564 pairs)."""
+    return [TrainingExample(ex.query_id, ex.query, [pos], ex.negative_ids) for ex in examples
+            for pos in ex.positive_ids]
 
 
 def load_documents(corpus_dir: Path, ids: set[str]) -> dict[str, str]:
