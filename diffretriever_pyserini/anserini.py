@@ -82,11 +82,12 @@ def config_for(cfg, results: dict | None, index_stats: dict | None) -> dict:
                                                       f"K_p={cfg.k_p})",
                     "type": "impact", "params": params,
                     "results": {m: [round(v, 4)] for m, v in (results or {}).items()}, "tolerance": {}}],
-        "reproduce": {"command": f"make beir-{dataset.name} MODEL={cfg.model}",
+        "reproduce": {"command": f"make beir-{dataset.name} MODEL={cfg.model} && "
+                                 f"make anserini-configs DATASET={dataset.name} MODEL={cfg.model}",
                       "measured": bool(results),
                       "note": "expected results measured on this project's machines" if results else
-                              "not measured here: the dataset is not in the local BEIR mirror; run the make "
-                              "target, then `diffretriever-pyserini anserini-configs --measure`"},
+                              "not measured here: the dataset is not in the local BEIR mirror; the reproduce "
+                              "command fills the expected results in from a measured run"},
     }
 
 
