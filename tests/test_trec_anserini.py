@@ -70,10 +70,12 @@ def test_anserini_config_reproduces_the_pipeline_run(slice_run, tmp_path):
 
 @pytest.mark.slow
 def test_fuse_command_with_bm25(slice_run, tmp_path):
-    from diffretriever_pyserini.pipeline import Paths, run_bm25
+    from diffretriever_pyserini.pipeline import Paths, run_bm25, run_bm25_multifield
 
     cfg, _ = slice_run
     bm25 = run_bm25(cfg)
+    multifield = run_bm25_multifield(cfg)
+    assert multifield["metrics"]["ndcg_cut_10"] > 0.5 and bm25["metrics"]["ndcg_cut_10"] > 0.5
     ours = Paths(cfg.resolved()).run_dir / "hybrid.trec"
     out = tmp_path / "fused.trec"
     qrels = Path(cfg.work) / "data" / "scifact" / "qrels.txt"
@@ -89,3 +91,34 @@ def test_fuse_command_with_bm25(slice_run, tmp_path):
     expected = (1 / (60 + rank_a) if rank_a else 0) + (1 / (60 + rank_b) if rank_b else 0)
     assert fused[q][top] == pytest.approx(expected, abs=1e-6)
     assert "ndcg_cut_10" in res.stdout
+
+
+@pytest.mark.slow
+def test_pre_encoded_queries_in_pyserini_commands(slice_run, tmp_path):
+    """The pre-encoded query files drive Pyserini's own search commands and reproduce our runs."""
+    import dataclasses
+    import os
+
+    from diffretriever_pyserini.anserini import encode_queries
+    from diffretriever_pyserini.pipeline import Paths
+
+    cfg, _ = slice_run
+    cfg = dataclasses.replace(cfg, k_q=4, k_p=4).resolved()
+    paths = Paths(cfg)
+    queries = encode_queries(cfg, tmp_path / "q.jsonl")
+    topics = Path(cfg.work) / "data" / "scifact" / "topics.tsv"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for name, args in [("impact", ["pyserini.search.lucene", "--impact", "--index", str(paths.impact_index),
+                                   "--encoder", str(queries)]),
+                       ("faiss", ["pyserini.search.faiss", "--index", str(paths.encodings.dense),
+                                  "--encoded-queries", str(queries.with_suffix(".dense"))])]:
+        out = tmp_path / f"{name}.trec"
+        res = subprocess.run([sys.executable, "-m", *args, "--topics", str(topics), "--output", str(out),
+                              "--hits", "10"], env=env, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-2000:]
+        theirs = read_run(out)
+        ours = read_run(paths.run_dir / ("sparse.trec" if name == "impact" else "dense.trec"))
+        for qid, hits in theirs.items():
+            top_theirs = sorted(hits.items(), key=lambda x: (-x[1], x[0]))[:5]
+            top_ours = sorted(ours[qid].items(), key=lambda x: (-x[1], x[0]))[:5]
+            assert [round(s, 3) for _, s in top_theirs] == [round(s, 3) for _, s in top_ours]
