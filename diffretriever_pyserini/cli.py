@@ -64,7 +64,8 @@ def cmd_encode(args) -> int:
 
     cfg = _config(args)
     step_encode(cfg)
-    print(Paths(cfg).encodings.root)
+    print(Paths(cfg).encodings.root if cfg.shard_id is None else
+          f"shard {cfg.shard_id} of {cfg.shard_num} under {Paths(cfg).encodings.root / 'shards'}")
     return 0
 
 

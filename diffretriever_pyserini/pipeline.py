@@ -65,6 +65,15 @@ class RunConfig:
                                                           f"below {EXACT_MAXSIM_MAX_DOCS} documents"})
     depth: int = field(default=DEFAULT_DEPTH, metadata={"help": "candidate rows per query vector (maxsim=candidates)"})
     kvector_dtype: str = field(default="float32", metadata={"help": "storage of the K vectors: float32 or float16"})
+    window: int = field(default=8192, metadata={"help": "documents sorted by length together (batches form inside "
+                                                        "a window; shards are made of whole windows)"})
+    shard_num: int = field(default=1, metadata={"help": "encode in this many contiguous shards (resumable)"})
+    shard_id: int | None = field(default=None, metadata={"help": "encode only this shard (multi-machine by hand); "
+                                                                 "default: all, then merge"})
+    workers: int = field(default=1, metadata={"help": "encoding processes on this machine (one per GPU when "
+                                                      "device is auto and GPUs are present)"})
+    engine: str = field(default="local", metadata={"help": "local (processes) or ray (Ray Data actors; set "
+                                                           "RAY_ADDRESS for a cluster)"})
     threads: int = field(default=2, metadata={"help": "indexing and search threads"})
     mirror: str | None = field(default=None, metadata={"help": "BEIR mirror; None = $BEIR_MIRROR, else download"})
     work: str = field(default="runs/work", metadata={"help": "folder for prepared data, encodings, indexes"})
@@ -173,20 +182,51 @@ def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str
     return {qid: dict(ranked(hits, cfg.hits)) for qid, hits in run.items()}
 
 
+@dataclass(frozen=True)
+class DocumentEncoderFactory:
+    """Builds the condition's document encoder on a given device (picklable, for worker processes and Ray)."""
+
+    cfg: RunConfig
+
+    def __call__(self, device: str | None = None):
+        return _document_encoder(dataclasses.replace(self.cfg, device=device or self.cfg.device))
+
+
 def step_encode(cfg: RunConfig, doc_encoder=None):
-    """Corpus -> sparse JsonVectorCollection + FAISS index (skipped when complete); returns the encoder."""
+    """Corpus -> sparse JsonVectorCollection + FAISS index (skipped when complete); returns the encoder (None when
+    the work ran in other processes). Sharded when ``shard_num`` > 1, ``workers`` > 1 or ``engine`` is ray."""
     cfg = cfg.resolved()
     from diffretriever_pyserini.encoding import corpus_metadata, encode_corpus
 
     prepared, paths = step_prepare(cfg), Paths(cfg)
-    doc_encoder = doc_encoder or _document_encoder(cfg)
     if paths.encodings.is_complete():
         log.info("encodings in %s are complete; reusing them", paths.encodings.root)
-        return doc_encoder
+        return doc_encoder or _document_encoder(cfg)
     stats = json.loads((prepared.root / "dataset.json").read_text())
     meta = {"dataset": paths.dataset.name, **corpus_metadata(prepared.corpus_dir)}
+    if cfg.shard_num > 1 or cfg.workers > 1 or cfg.engine != "local" or cfg.shard_id is not None:
+        from diffretriever_pyserini import sharding
+
+        jobs = sharding.plan(prepared.corpus_dir, paths.encodings.root, cfg.shard_num, cfg.batch_size, cfg.window,
+                             cfg.kvector_dtype, meta, stats["documents"])
+        factory = DocumentEncoderFactory(cfg)
+        if cfg.shard_id is not None:
+            sharding.encode_shard(factory(cfg.device), jobs[cfg.shard_id])
+            return None
+        if cfg.engine == "ray":
+            import torch
+
+            sharding.run_ray(jobs, factory, actors=cfg.workers,
+                             gpus_per_actor=1.0 if torch.cuda.is_available() and cfg.device != "cpu" else 0.0)
+        elif cfg.engine == "local":
+            sharding.run_local(jobs, factory, cfg.workers, cfg.device)
+        else:
+            raise ValueError(f"engine must be local or ray, got {cfg.engine!r}")
+        sharding.merge_shards(jobs, paths.encodings)
+        return doc_encoder
+    doc_encoder = doc_encoder or _document_encoder(cfg)
     encode_corpus(doc_encoder, iter_prepared_corpus(prepared.corpus_dir), paths.encodings,
-                  batch_size=cfg.batch_size, total=stats["documents"], metadata=meta,
+                  batch_size=cfg.batch_size, sort_window=cfg.window, total=stats["documents"], metadata=meta,
                   kvector_dtype=cfg.kvector_dtype)
     return doc_encoder
 
@@ -257,7 +297,7 @@ def run_dataset(cfg: RunConfig) -> dict[str, dict]:
     cfg = cfg.resolved()
     doc_encoder = step_encode(cfg)
     step_index(cfg)
-    return step_search(cfg, backbone=doc_encoder.reader.backbone)
+    return step_search(cfg, backbone=doc_encoder.reader.backbone if doc_encoder else None)
 
 
 def run_bm25(cfg: RunConfig) -> dict:
