@@ -32,7 +32,7 @@ RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(KQ),--k
 	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR)) \
 	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM)
 
-.PHONY: help install test demo bench-k bench-maxsim report baselines anserini-configs beir-all $(addprefix beir-,$(BEIR_DATASETS))
+.PHONY: help install test demo bench-k bench-maxsim bench-scale report baselines anserini-configs beir-all $(addprefix beir-,$(BEIR_DATASETS))
 
 help: ## show this help
 	@echo "diffretriever-pyserini targets:"
@@ -67,6 +67,9 @@ bench-k: $(STAMP) ## latency vs K: diffusion one-pass vs autoregressive readout,
 
 bench-maxsim: $(STAMP) ## MaxSim exact vs candidates+rerank on SciFact, K_q = K_p = 16 (last line: JSON)
 	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_maxsim.py $(RUN_OPTS) --k-q $(or $(KQ),16) --k-p $(or $(KP),16)
+
+bench-scale: $(STAMP) ## SIGKILL + resume, peak RSS 10k vs 100k documents, Ray vs single process (last line: JSON)
+	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_scale.py
 
 report: $(STAMP) ## K sweep {1,4,16} and (4,16), all modes, on DATASET: table + PNG under runs/
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini report --dataset $(DATASET) $(RUN_OPTS)
