@@ -5,6 +5,7 @@ import json
 import math
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,3 +190,35 @@ def test_scifact_training_claims_never_include_test_claims(tmp_path):
 
     with pytest.raises(DatasetError, match="bad.jsonl:1: 'positive_ids' is empty"):
         read_examples(tmp_path / "bad.jsonl")
+
+
+@pytest.mark.slow
+def test_select_budget_picks_the_best_scoring_budget(slice_run, tmp_path):
+    import argparse
+
+    from diffretriever_pyserini.backbones.tiny import write_checkpoint
+    from diffretriever_pyserini.pipeline import run_bm25
+    from diffretriever_pyserini.training.budget import add_budget_options, select_budget
+
+    cfg, _ = slice_run
+    run_bm25(cfg)
+    work = Path(cfg.work)
+    qrels = {}
+    for line in (work / "data" / "scifact" / "qrels.txt").read_text().splitlines()[:12]:
+        q, _, d, _ = line.split()
+        qrels.setdefault(q, []).append(d)
+    topics = dict(line.split("\t", 1) for line in (work / "data" / "scifact" / "topics.tsv").read_text().splitlines())
+    heldout = tmp_path / "heldout.jsonl"
+    write_examples(heldout, [TrainingExample(q, topics[q], ds) for q, ds in qrels.items()])
+    model = write_checkpoint(tmp_path / "dream", "dream")
+    parser = argparse.ArgumentParser()
+    add_budget_options(parser)
+    args = parser.parse_args(["--model", str(model), "--heldout", str(heldout), "--corpus",
+                              str(work / "data" / "scifact" / "corpus"), "--bm25-index",
+                              str(work / "indexes" / "scifact" / "bm25-flat"), "--budgets", "1:1,2:4",
+                              "--depth", "10", "--device", "cpu"])
+    best, table = select_budget(args)
+    scores = {tuple(int(x) for x in row.split("|")[1].split(",")): float(row.split("|")[2])
+              for row in table.splitlines() if row.startswith("| ") and row.split("|")[1].strip()[:1].isdigit()}
+    assert set(scores) == {(1, 1), (2, 4)}
+    assert best == max(scores, key=lambda b: (scores[b], -sum(b)))
