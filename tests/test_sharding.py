@@ -91,13 +91,25 @@ def test_worker_processes_give_identical_outputs(tiny_dream, scifact_slice, unsh
 
 @pytest.mark.slow
 def test_ray_path_gives_the_single_process_run_files(tiny_dream, scifact_slice, unsharded, tmp_path):
+    """Through the CLI in child processes: Ray installs signal handlers in its driver, which must not outlive into a
+    process where the JVM (which relies on its own SIGSEGV handling) already runs, as it would inside pytest."""
     import ray  # noqa: F401  (installed by the test extra)
-    from diffretriever_pyserini.pipeline import Paths, run_dataset
 
+    from diffretriever_pyserini.pipeline import Paths
+
+    def run(work, *extra):
+        cmd = [sys.executable, "-m", "diffretriever_pyserini", "run", "--dataset", "scifact", "--mirror",
+               str(scifact_slice), "--model", str(tiny_dream), "--k-q", "2", "--k-p", "4", "--p-max-length", "160",
+               "--q-max-length", "96", "--device", "cpu", "--dtype", "fp32", "--batch-size", "32", "--window", "128",
+               "--hits", "100", "--modes", "dense,sparse,hybrid", "--work", str(work), "--runs", str(work / "runs"),
+               *extra]
+        res = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-3000:]
+
+    run(tmp_path / "single")
+    run(tmp_path / "ray", "--shard-num", "3", "--workers", "2", "--engine", "ray")
     single = _cfg(tiny_dream, scifact_slice, tmp_path / "single")
     ray_cfg = _cfg(tiny_dream, scifact_slice, tmp_path / "ray", shard_num=3, workers=2, engine="ray")
-    run_dataset(single)
-    run_dataset(ray_cfg)
     assert _data_bytes(ray_cfg) == unsharded
     for name in ("dense", "sparse", "hybrid"):
         a = (Paths(single.resolved()).run_dir / f"{name}.trec").read_bytes()
