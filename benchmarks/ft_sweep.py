@@ -9,7 +9,6 @@ Expects a folder (``--data``) holding ``minilm/`` (model), ``corpus/part-00000.j
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os

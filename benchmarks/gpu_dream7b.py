@@ -71,7 +71,8 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     result.update(build_s=round(time.perf_counter() - t0, 1), params_billions=round(params / 1e9, 3),
                   length=args.length, k=args.k)
-    positions_1 = torch.arange(args.length - args.k - 3, args.length - 3, device=args.device)  # masks before a 3-token tail
+    # the K masks sit right before a 3-token tail
+    positions_1 = torch.arange(args.length - args.k - 3, args.length - 3, device=args.device)
     peak = next((v for name, v in PEAK_BF16_TFLOPS.items() if name in result["device"]), None)
     rows = []
     for batch in args.batches:

@@ -55,7 +55,8 @@ def evaluate_run_file(run_path, qrels_path, metrics=DEFAULT_METRICS, write: bool
     run = read_run(run_path)
     scores = evaluate(qrels, run, metrics)
     record = {"run": str(run_path), "qrels": str(qrels_path), "queries_judged": len(qrels),
-              "queries_in_run": len(set(run) & set(qrels)), "metrics": scores, "evaluator": "pytrec_eval (trec_eval -c)"}
+              "queries_in_run": len(set(run) & set(qrels)), "metrics": scores,
+              "evaluator": "pytrec_eval (trec_eval -c)"}
     if write:
         Path(f"{run_path}.metrics.json").write_text(json.dumps(record, indent=2) + "\n")
     return record

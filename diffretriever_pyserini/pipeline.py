@@ -85,7 +85,8 @@ class RunConfig:
 
         tuned = finetuned_readout(self.model, self.adapter)
         if tuned:
-            return f"diffretriever.{short(tuned.get('base_model', self.model))}.finetuned-{tuned.get('run_name', 'model')}"
+            base, run_name = short(tuned.get("base_model", self.model)), tuned.get("run_name", "model")
+            return f"diffretriever.{base}.finetuned-{run_name}"
         mode = f"ft-{short(self.adapter)}" if self.adapter else "zs"
         return f"diffretriever.{short(self.model)}.{mode}"
 

@@ -74,7 +74,8 @@ def _reader_kwargs(options: dict) -> dict:
 
 
 class PyseriniDocumentEncoderAdapter(PyseriniDocumentEncoder):
-    """What ``python -m pyserini.encode`` builds for ``--encoder diffretriever:...`` (as ``cls(model_name, device)``)."""
+    """What ``python -m pyserini.encode`` builds for ``--encoder diffretriever:...``
+    (as ``cls(model_name, device=...)``)."""
 
     def __init__(self, model_name: str, device=None, **ignored):
         from diffretriever_pyserini.encoders import DiffRetrieverDocumentEncoder

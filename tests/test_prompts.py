@@ -19,7 +19,8 @@ def test_packaged_template_has_the_paper_wording():
 
 def test_bad_templates_are_named(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("system: hi\ntail: x\nvariants:\n  few:\n    passage: {user_prefix: a, user_suffix: b, assistant_prefix: c}\n")
+    bad.write_text("system: hi\ntail: x\nvariants:\n  few:\n"
+                   "    passage: {user_prefix: a, user_suffix: b, assistant_prefix: c}\n")
     with pytest.raises(PromptError, match="lacks the 'query' side"):
         load_template(str(bad))
     bad.write_text("system: hi\ntail: x\nvariants:\n  few:\n    passage: {user_prefix: a, user_suffix: b}\n"

@@ -87,7 +87,8 @@ def write_checkpoint(folder: str | Path, family: str, hidden: int = 64, layers: 
     if family in ("dream", "qwen2"):
         from diffretriever_pyserini.backbones.dream import DreamConfig, DreamModel
 
-        cfg = DreamConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+        cfg = DreamConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate,
+                          num_hidden_layers=layers,
                           num_attention_heads=heads, num_key_value_heads=kv_heads, rope_theta=10000.0,
                           mask_token_id=tokenizer.convert_tokens_to_ids("<|mask|>") if family == "dream" else None)
         config = {**cfg.__dict__, "architectures": ["DreamModel"], "model_type": "Dream",
