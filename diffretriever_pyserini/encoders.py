@@ -37,11 +37,9 @@ def _split(options: dict) -> tuple[dict, dict]:
 
 def _readout_defaults(model, backbone_options: dict, side: str, k, max_length, top_k) -> tuple[int, int, int]:
     """Unset K / max length / top-k: a fine-tuned model's ``diffretriever.json`` values, else the zero-shot ones."""
-    from diffretriever_pyserini.pipeline import READOUT_DEFAULTS
-    from diffretriever_pyserini.training.readout import finetuned_readout
+    from diffretriever_pyserini.training.readout import readout_defaults
 
-    tuned = finetuned_readout(model if isinstance(model, str) else None, backbone_options.get("adapter"))
-    fallback = {**READOUT_DEFAULTS, **tuned}
+    fallback = readout_defaults(model if isinstance(model, str) else None, backbone_options.get("adapter"))
     return (k if k is not None else fallback[f"k_{side}"],
             max_length if max_length is not None else fallback[f"{side}_max_length"],
             top_k if top_k is not None else fallback["top_k"])

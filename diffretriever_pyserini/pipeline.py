@@ -20,7 +20,7 @@ from diffretriever_pyserini.evaluation import evaluate_run_file
 from diffretriever_pyserini.fusion import FUSION_DEPTH, FUSION_WEIGHTS, normalized_fusion, reciprocal_rank_fusion
 from diffretriever_pyserini.multivector import DEFAULT_DEPTH
 from diffretriever_pyserini.runs import write_run
-from diffretriever_pyserini.training.readout import finetuned_readout
+from diffretriever_pyserini.training.readout import finetuned_readout, readout_defaults
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,6 @@ MODES = {  # run file stem -> what it is (the paper's mode names in brackets)
     "hybrid-multi": "fusion_multi_sparse_max: min-max 0.5/0.5 of multi_dense and sparse",
 }
 EXACT_MAXSIM_MAX_DOCS = 20_000
-READOUT_DEFAULTS = {"k_q": 4, "k_p": 4, "q_max_length": 100, "p_max_length": 256, "top_k": 128}
-"""Zero-shot readout defaults (REFERENCE.md section 4: top 128 terms zero-shot)."""
 
 
 @dataclass(frozen=True)
@@ -112,10 +110,9 @@ class RunConfig:
 
     def resolved(self) -> "RunConfig":
         """Unset readout settings filled from a fine-tuned model's ``diffretriever.json``, else the defaults."""
-        tuned = finetuned_readout(self.model, self.adapter)
-        values = {name: getattr(self, name) if getattr(self, name) is not None else tuned.get(name, default)
-                  for name, default in READOUT_DEFAULTS.items()}
-        return dataclasses.replace(self, **values)
+        defaults = readout_defaults(self.model, self.adapter)
+        return dataclasses.replace(self, **{name: value if getattr(self, name) is None else getattr(self, name)
+                                            for name, value in defaults.items()})
 
     def backbone_options(self) -> dict:
         """Keyword arguments for ``load_backbone``."""
@@ -163,7 +160,7 @@ def _document_encoder(cfg: RunConfig, backbone=None):
 def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str, str]) -> dict:
     """MaxSim run: exact brute force, or FAISS row candidates + exact re-scoring (``cfg.maxsim``)."""
     from diffretriever_pyserini import multivector as mv
-    from diffretriever_pyserini.runs import ranked, remove_self_hits
+    from diffretriever_pyserini.search import finish_run
 
     store = mv.MultiVectorStore.open(paths.encodings.dense)
     queries = {qid: query_encoder.kvectors(text) for qid, text in topics.items()}
@@ -178,9 +175,7 @@ def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str
         run = mv.candidate_search(store, mv.RowIndex(paths.encodings.dense), queries, depth, cfg.depth)
     else:
         raise ValueError(f"maxsim must be auto, exact or candidates, got {cfg.maxsim!r}")
-    if paths.dataset.remove_query:
-        run = remove_self_hits(run)
-    return {qid: dict(ranked(hits, cfg.hits)) for qid, hits in run.items()}
+    return finish_run(run, cfg.hits, paths.dataset.remove_query)
 
 
 @dataclass(frozen=True)

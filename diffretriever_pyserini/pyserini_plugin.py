@@ -22,6 +22,7 @@ already imported see it), so no other key (``dse``, ``contriever``...) can captu
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from urllib.parse import parse_qsl
@@ -92,7 +93,7 @@ class PyseriniDocumentEncoderAdapter(PyseriniDocumentEncoder):
     def encode(self, texts, titles=None, max_length=None, fp16=False, **kwargs):
         reader = self.inner.reader
         if max_length and not self.spec_max_length and max_length != reader.config.max_length:
-            reader.config = type(reader.config)(**{**vars(reader.config), "max_length": int(max_length)})
+            reader.config = dataclasses.replace(reader.config, max_length=int(max_length))
         if fp16 and getattr(reader.backbone, "model", None) is not None:
             reader.backbone.model.half()
         return self.inner.encode(texts, titles=titles)

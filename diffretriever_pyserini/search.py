@@ -18,7 +18,8 @@ from diffretriever_pyserini.runs import Run, ranked, remove_self_hits
 log = logging.getLogger(__name__)
 
 
-def _finish(run: Run, k: int, remove_query: bool) -> Run:
+def finish_run(run: Run, k: int, remove_query: bool) -> Run:
+    """Drop self hits when asked (ArguAna, Quora), keep the top ``k`` per query in deterministic order."""
     if remove_query:
         run = remove_self_hits(run)
     return {qid: dict(ranked(hits, k)) for qid, hits in run.items()}
@@ -48,7 +49,7 @@ def search_topics(searcher, topics: dict[str, str], k: int = 1000, remove_query:
     qids = list(topics)
     depth = k + 1 if remove_query else k
     results = searcher.batch_search([topics[q] for q in qids], qids, k=depth, threads=threads, **search_options)
-    return _finish(_collect(results), k, remove_query)
+    return finish_run(_collect(results), k, remove_query)
 
 
 def bm25_search(index_dir, topics: dict[str, str], k: int = 1000, remove_query: bool = False,
@@ -87,4 +88,4 @@ def hybrid_search(dense, sparse, topics: dict[str, str], k: int = 1000, alpha: f
     if degenerate:
         log.warning("%d queries had a one-hit or all-equal list; fused without Pyserini's division by zero",
                     degenerate)
-    return _finish(run, k, remove_query)
+    return finish_run(run, k, remove_query)

@@ -166,7 +166,7 @@ def run_ray(jobs: list[ShardJob], encoder_factory, actors: int = 1, gpus_per_act
             import ray as _ray
 
             ids = _ray.get_gpu_ids()
-            self.encoder = encoder_factory(f"cuda:{0}" if ids else "cpu")
+            self.encoder = encoder_factory("cuda:0" if ids else "cpu")
 
         def __call__(self, batch):
             for job_json in batch["job"]:
