@@ -129,7 +129,7 @@ def _cfg(tiny_task, out, **kw):
     model, corpus, train = tiny_task
     base = dict(train=str(train), corpus=str(corpus), out=str(out), model=str(model), k_q=2, k_p=2, q_max_length=96,
                 p_max_length=128, batch_size=4, epochs=1.0, lr=1e-3, device="cpu", save_every=1, max_steps=4,
-                lora_r=4, lora_alpha=16, lora_dropout=0.0, tau=0.1)
+                lora_r=4, lora_alpha=16, lora_dropout=0.0, tau=0.1, precision="fp32")
     base.update(kw)
     return TrainConfig(**base)
 
@@ -222,3 +222,38 @@ def test_select_budget_picks_the_best_scoring_budget(slice_run, tmp_path):
               for row in table.splitlines() if row.startswith("| ") and row.split("|")[1].strip()[:1].isdigit()}
     assert set(scores) == {(1, 1), (2, 4)}
     assert best == max(scores, key=lambda b: (scores[b], -sum(b)))
+
+
+def test_dropout_override_and_bf16_autocast(tiny_task, tmp_path):
+    import random
+
+    from diffretriever_pyserini.training.data import load_documents
+    from diffretriever_pyserini.training.trainer import Trainer, _use_bf16, cpu_has_bf16
+
+    texts = ["microglia are the immune cells of the brain", "vaccine response"]
+    # the packaged MiniLM carries dropout 0.1: in train mode two passes differ unless dropout is overridden to 0
+    passes = {}
+    for dropout in (None, 0.0):
+        trainer = Trainer(_cfg(tiny_task, tmp_path / "m", model="minilm", method="full", dropout=dropout))
+        trainer.model.train()
+        with torch.no_grad():
+            passes[dropout] = [trainer.encode(trainer.p_reader, texts)[0] for _ in range(2)]
+    assert (passes[None][0] - passes[None][1]).abs().max() > 1e-3
+    torch.testing.assert_close(passes[0.0][0], passes[0.0][1], atol=0, rtol=0)
+    # bf16 autocast: close to fp32, not equal, and the loss trains (finite, gradients reach the weights)
+    fp32 = Trainer(_cfg(tiny_task, tmp_path / "a"))
+    bf16 = Trainer(_cfg(tiny_task, tmp_path / "b", precision="bf16"))
+    with torch.no_grad():
+        a, b = fp32.encode(fp32.p_reader, texts)[0], bf16.encode(bf16.p_reader, texts)[0]
+    assert 0 < (a - b).abs().max() < 0.05
+    model, corpus, train_file = tiny_task
+    examples = read_examples(train_file)
+    docs = load_documents(corpus, {d for ex in examples for d in ex.positive_ids + ex.negative_ids})
+    loss, _ = bf16.step_loss(examples[:4], docs, random.Random(0))
+    loss.backward()
+    assert math.isfinite(float(loss.detach()))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in bf16.model.parameters())
+    assert _use_bf16("auto", torch.device("cpu")) == cpu_has_bf16()
+    assert _use_bf16("fp32", torch.device("cuda")) is False
+    with pytest.raises(ValueError, match="precision must be auto, bf16 or fp32"):
+        _use_bf16("fp16", torch.device("cpu"))

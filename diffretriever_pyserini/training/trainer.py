@@ -1,8 +1,8 @@
 """Supervised fine-tuning of the K-mask readout (REFERENCE.md section 5), resumable, on CPU or GPUs.
 
 Full fine-tuning for small backbones, LoRA (peft) for large ones; warmup + cosine schedule, weight decay, gradient
-clipping, bf16 autocast on GPU, optional gradient checkpointing; in-batch negatives, gathered across processes when
-``torch.distributed`` is initialised. Checkpoints are folders written atomically under ``<out>/checkpoint-<step>/``:
+clipping, bf16 autocast (GPUs, CPUs with native bf16), optional gradient checkpointing and dropout override; in-batch
+negatives, gathered across processes when ``torch.distributed`` is initialised. Checkpoints are folders written atomically under ``<out>/checkpoint-<step>/``:
 the model weights as safetensors (a full model folder the encoders load by path, or a PEFT adapter), the optimizer
 and scheduler state, and ``trainer_state.json``. A rerun of the same command resumes from the last checkpoint.
 """
@@ -62,6 +62,12 @@ class TrainConfig:
     lora_alpha: int = field(default=64, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
+    dropout: float | None = field(default=None, metadata={
+        "help": "set every dropout probability of the backbone to this (0 turns dropout off, which also lets the "
+                "CPU use its fused attention; default: keep the model's own)"})
+    precision: str = field(default="auto", metadata={
+        "help": "forward passes in bf16 autocast or fp32: auto (bf16 on CUDA and on CPUs with native bf16 "
+                "instructions, else fp32), bf16, fp32; master weights stay fp32"})
     save_every: int = field(default=20, metadata={"help": "steps between checkpoints"})
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept"})
     top_k: int = field(default=256, metadata={"help": "sparse terms per mask position recorded for the encoders"})
@@ -112,7 +118,10 @@ class Trainer:
                 p.requires_grad = "lora_" in name
         if cfg.gradient_checkpointing:
             _enable_checkpointing(model)
+        if cfg.dropout is not None:
+            _set_dropout(model, cfg.dropout)
         self.model = model
+        self.bf16 = _use_bf16(cfg.precision, self.backbone.device)
         self.q_reader = KMaskReader(self.backbone, "query", ReadoutConfig(k=cfg.k_q, max_length=cfg.q_max_length))
         self.p_reader = KMaskReader(self.backbone, "passage", ReadoutConfig(k=cfg.k_p, max_length=cfg.p_max_length))
         params = [p for p in model.parameters() if p.requires_grad]
@@ -124,10 +133,9 @@ class Trainer:
     def encode(self, reader: KMaskReader, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable readout: (B, K, H) normalised vectors and (B, V) pooled content-restricted sparse."""
         ids, mask, pos, _ = reader.batch_inputs(texts)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.backbone.device.type == "cuda" else \
-            torch.autocast("cpu", enabled=False)
-        with autocast:
+        with torch.autocast(self.backbone.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             hidden, logits = self.backbone.forward_at(ids, mask, pos)
+        logits = logits.float()
         allowed = reader.allowed(texts, logits.shape[-1]).to(logits.device)
         return normalise(hidden.float()), pooled_sparse(logits, allowed)
 
@@ -152,6 +160,31 @@ def _dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU executes bf16 matrix products natively (AVX512-BF16 or AMX); emulated bf16 is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+
+
+def _set_dropout(model, p: float) -> None:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
 
 
 def _enable_checkpointing(model) -> None:
