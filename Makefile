@@ -59,7 +59,7 @@ install: $(STAMP) ## create or reuse the venv (VENV) and install the package wit
 test: $(STAMP) ## run the test suite (unit + end-to-end on real SciFact data; needs MIRROR)
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m pytest $(PYTEST_ARGS)
 
-demo: $(STAMP) ## SciFact zero-shot K-mask readout beside BM25 and mean-pooling controls; prints the table
+demo: $(STAMP) ## SciFact: zero-shot readout, BM25 and mean-pooling controls, fine-tune on training claims, fine-tuned readout; table
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini demo --dataset scifact $(RUN_OPTS)
 
 bench-k: $(STAMP) ## latency vs K: diffusion one-pass vs autoregressive readout, same network (last line: JSON)

@@ -2,9 +2,10 @@
 
 Full fine-tuning for small backbones, LoRA (peft) for large ones; warmup + cosine schedule, weight decay, gradient
 clipping, bf16 autocast (GPUs, CPUs with native bf16), optional gradient checkpointing and dropout override; in-batch
-negatives, gathered across processes when ``torch.distributed`` is initialised. Checkpoints are folders written atomically under ``<out>/checkpoint-<step>/``:
-the model weights as safetensors (a full model folder the encoders load by path, or a PEFT adapter), the optimizer
-and scheduler state, and ``trainer_state.json``. A rerun of the same command resumes from the last checkpoint.
+negatives, gathered across processes when ``torch.distributed`` is initialised. Checkpoints are folders written
+atomically under ``<out>/checkpoint-<step>/``: the model weights as safetensors (a full model folder the encoders load
+by path, or a PEFT adapter), the optimizer and scheduler state, and ``trainer_state.json``. A rerun of the same
+command resumes from the last checkpoint.
 """
 
 from __future__ import annotations
