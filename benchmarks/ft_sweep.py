@@ -123,6 +123,8 @@ SETTINGS = {
                              precision="bf16"),
     "fast-top3-lr1e-4-seed2": dict(train="pairs-top3.jsonl", p_max_length=384, lr=1e-4, negatives=3, dropout=0.0,
                                    precision="bf16", seed=2),
+    "fast-top3-lr1e-4-seed3": dict(train="pairs-top3.jsonl", p_max_length=384, lr=1e-4, negatives=3, dropout=0.0,
+                                   precision="bf16", seed=3),
     "fast-top3-3ep": dict(train="pairs-top3.jsonl", p_max_length=384, lr=2e-4, negatives=3, epochs=3.0,
                           dropout=0.0, precision="bf16"),
     "fast-top3-len512": dict(train="pairs-top3.jsonl", p_max_length=512, lr=2e-4, negatives=3, dropout=0.0,
