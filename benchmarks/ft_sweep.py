@@ -95,6 +95,11 @@ def evaluate_model(model: str, data: Path, k_q: int, k_p: int, top_k: int, devic
     return {name: round(ndcg10(qrels, run), 4) for name, run in runs.items()}
 
 
+def _cpu(**changes) -> dict:
+    """A "fast-*" setting: 384-token passages, dropout off, bf16 autocast, plus ``changes`` (which may override)."""
+    return {"p_max_length": 384, "dropout": 0.0, "precision": "bf16", **changes}
+
+
 SETTINGS = {
     "claims-sampled": dict(train="claims-sampled.jsonl"),
     "claims-top1": dict(train="claims-top1.jsonl"),
@@ -115,24 +120,16 @@ SETTINGS = {
     "pairs-top1-len512-lr1e-4": dict(train="pairs-top1.jsonl", p_max_length=512, lr=1e-4),
     "pairs-top1-len384-lr1e-4-seed2": dict(train="pairs-top1.jsonl", p_max_length=384, lr=1e-4, seed=2),
     # CPU speed-ups (dropout off lets the CPU use fused attention; bf16 autocast on CPUs with native bf16)
-    "fast-demo": dict(train="pairs-top1.jsonl", p_max_length=384, lr=2e-4, dropout=0.0, precision="bf16"),
-    "fast-demo-dropout": dict(train="pairs-top1.jsonl", p_max_length=384, lr=2e-4, precision="bf16"),
-    "fast-top3": dict(train="pairs-top3.jsonl", p_max_length=384, lr=2e-4, negatives=3, dropout=0.0,
-                      precision="bf16"),
-    "fast-top3-lr1e-4": dict(train="pairs-top3.jsonl", p_max_length=384, lr=1e-4, negatives=3, dropout=0.0,
-                             precision="bf16"),
-    "fast-top3-lr1e-4-seed2": dict(train="pairs-top3.jsonl", p_max_length=384, lr=1e-4, negatives=3, dropout=0.0,
-                                   precision="bf16", seed=2),
-    "fast-top3-lr1e-4-seed3": dict(train="pairs-top3.jsonl", p_max_length=384, lr=1e-4, negatives=3, dropout=0.0,
-                                   precision="bf16", seed=3),
-    "fast-top5-lr1e-4": dict(train="pairs-top5.jsonl", p_max_length=384, lr=1e-4, negatives=5, dropout=0.0,
-                             precision="bf16"),
-    "fast-top5-lr1e-4-seed2": dict(train="pairs-top5.jsonl", p_max_length=384, lr=1e-4, negatives=5, dropout=0.0,
-                                   precision="bf16", seed=2),
-    "fast-top3-3ep": dict(train="pairs-top3.jsonl", p_max_length=384, lr=2e-4, negatives=3, epochs=3.0,
-                          dropout=0.0, precision="bf16"),
-    "fast-top3-len512": dict(train="pairs-top3.jsonl", p_max_length=512, lr=2e-4, negatives=3, dropout=0.0,
-                             precision="bf16"),
+    "fast-demo": _cpu(train="pairs-top1.jsonl", lr=2e-4),
+    "fast-demo-dropout": _cpu(train="pairs-top1.jsonl", lr=2e-4, dropout=None),
+    "fast-top3": _cpu(train="pairs-top3.jsonl", lr=2e-4, negatives=3),
+    "fast-top3-lr1e-4": _cpu(train="pairs-top3.jsonl", lr=1e-4, negatives=3),
+    "fast-top3-lr1e-4-seed2": _cpu(train="pairs-top3.jsonl", lr=1e-4, negatives=3, seed=2),
+    "fast-top3-lr1e-4-seed3": _cpu(train="pairs-top3.jsonl", lr=1e-4, negatives=3, seed=3),
+    "fast-top5-lr1e-4": _cpu(train="pairs-top5.jsonl", lr=1e-4, negatives=5),
+    "fast-top5-lr1e-4-seed2": _cpu(train="pairs-top5.jsonl", lr=1e-4, negatives=5, seed=2),
+    "fast-top3-3ep": _cpu(train="pairs-top3.jsonl", lr=2e-4, negatives=3, epochs=3.0),
+    "fast-top3-len512": _cpu(train="pairs-top3.jsonl", lr=2e-4, negatives=3, p_max_length=512),
 }
 
 

@@ -136,7 +136,6 @@ class Trainer:
         ids, mask, pos, _ = reader.batch_inputs(texts)
         with torch.autocast(self.backbone.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             hidden, logits = self.backbone.forward_at(ids, mask, pos)
-        logits = logits.float()
         allowed = reader.allowed(texts, logits.shape[-1]).to(logits.device)
         return normalise(hidden.float()), pooled_sparse(logits, allowed)
 
