@@ -81,8 +81,7 @@ def main() -> None:
               f"max_length {args.max_length}, batch 1, {torch.get_num_threads()} threads")
         print(f"{'K':>3} | {'diffusion ms/passage':>21} | {'AR ms/passage':>14} | {'AR / diffusion':>14}")
         print(f"{'---':>3} | {'---':>21} | {'---':>14} | {'---':>14}")
-        readers = {(k, name): KMaskReader(bb, "passage", ReadoutConfig(k=k, max_length=args.max_length + k,
-                                                                       decoded_stop=False))
+        readers = {(k, name): KMaskReader(bb, "passage", ReadoutConfig(k=k, max_length=args.max_length, stop="none"))
                    for k in KS for name, bb in (("diffusion", diffusion), ("ar", autoregressive))}
         for reader in readers.values():
             reader.read(texts[:2])  # warm-up

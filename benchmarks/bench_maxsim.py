@@ -14,7 +14,6 @@ import time
 
 from diffretriever_pyserini import multivector as mv
 from diffretriever_pyserini.cli import _add_run_options, _config
-from diffretriever_pyserini.datasets import read_topics
 
 
 def main() -> None:
@@ -31,7 +30,7 @@ def main() -> None:
     cfg = _config(args).resolved()
     doc_encoder = step_encode(cfg)
     paths, prepared = Paths(cfg), step_prepare(cfg)
-    topics = read_topics(prepared.topics)
+    topics = prepared.query_texts()
     q_enc = DiffRetrieverQueryEncoder(doc_encoder.reader.backbone, k=cfg.k_q, max_length=cfg.q_max_length,
                                       top_k=cfg.top_k, batch_size=cfg.batch_size)
     q_enc.prime(list(topics.values()))

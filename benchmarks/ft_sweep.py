@@ -20,7 +20,6 @@ import scipy.sparse as sp
 
 from diffretriever_pyserini.fusion import normalized_fusion
 from diffretriever_pyserini.multivector import maxsim_block
-from diffretriever_pyserini.representation import KMaskReader, ReadoutConfig
 from diffretriever_pyserini.training.trainer import TrainConfig, train
 
 
@@ -41,9 +40,10 @@ def top(scores: np.ndarray, docids: list[str], k: int = 1000) -> dict:
     return {docids[i]: float(scores[i]) for i in idx}
 
 
-def evaluate_model(model: str, data: Path, k_q: int, k_p: int, top_k: int, device: str,
-                   p_max_length: int = 256) -> dict:
+def evaluate_model(model: str, data: Path, device: str) -> dict:
+    """The fine-tuned model read as trained (its retriever_config.json), every scoring mode on the test queries."""
     from diffretriever_pyserini.backbones import load_backbone
+    from diffretriever_pyserini.encoders import build_reader
 
     bb = load_backbone(model, device=device, dtype="fp32")
     docs = [json.loads(line) for line in (data / "corpus" / "part-00000.jsonl").read_text().splitlines()]
@@ -52,8 +52,7 @@ def evaluate_model(model: str, data: Path, k_q: int, k_p: int, top_k: int, devic
     for line in (data / "qrels.txt").read_text().splitlines():
         q, _, d, r = line.split()
         qrels.setdefault(q, {})[d] = int(r)
-    p_reader = KMaskReader(bb, "passage", ReadoutConfig(k=k_p, max_length=p_max_length, top_k=top_k))
-    q_reader = KMaskReader(bb, "query", ReadoutConfig(k=k_q, max_length=100, top_k=top_k))
+    p_reader, q_reader = build_reader(bb, "passage"), build_reader(bb, "query")
     order = sorted(range(len(docs)), key=lambda i: -len(docs[i]["contents"]))
     kv, single, sparse = [None] * len(docs), [None] * len(docs), [None] * len(docs)
     for s in range(0, len(order), 128):
@@ -143,9 +142,8 @@ def main() -> None:
     data = Path(args.data)
     out = Path(os.environ.get("OUT", ".")) / "sweep.json"
     results = {}
-    base = dict(corpus=str(data / "corpus"), model=str(data / "minilm"), tau=0.05, lr=5e-5, epochs=2.0,
-                batch_size=16, negatives=1, k_q=4, k_p=4, q_max_length=100, p_max_length=256, top_k=256,
-                device=args.device, save_every=10_000, max_steps=args.max_steps)
+    base = dict(corpus=str(data / "corpus"), model=str(data / "minilm"), recipe="cpu-demo", lr=5e-5, negatives=1,
+                p_max_length=256, device=args.device, save_every=10_000, max_steps=args.max_steps)
     for name in args.settings:
         t = time.perf_counter()
         setting = {**base, **SETTINGS[name]}
@@ -153,7 +151,7 @@ def main() -> None:
         cfg = TrainConfig(out=f"/tmp/sweep/{name}", **setting)
         final = train(cfg)
         trained = time.perf_counter() - t
-        results[name] = {**evaluate_model(str(final), data, 4, 4, 256, args.device, setting["p_max_length"]),
+        results[name] = {**evaluate_model(str(final), data, args.device),
                          "seconds": round(time.perf_counter() - t, 1),
                          "train_seconds": round(trained, 1), "setting": SETTINGS[name]}
         print(name, results[name], flush=True)

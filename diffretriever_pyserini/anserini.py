@@ -32,24 +32,25 @@ def encode_queries(cfg, out: Path | None = None) -> Path:
     single vectors as ``<stem>.dense/embedding.pkl`` for ``pyserini.search.faiss --encoded-queries``."""
     import pandas as pd
 
-    from diffretriever_pyserini.datasets import read_topics
+    from diffretriever_pyserini.datasets import one_line
     from diffretriever_pyserini.encoders import DiffRetrieverQueryEncoder
     from diffretriever_pyserini.pipeline import step_prepare
 
     cfg = cfg.resolved()
-    topics = read_topics(step_prepare(cfg).topics)
-    encoder = DiffRetrieverQueryEncoder(cfg.model, k=cfg.k_q, max_length=cfg.q_max_length, top_k=cfg.top_k,
-                                        batch_size=cfg.batch_size, **cfg.backbone_options())
+    topics = step_prepare(cfg).query_texts()
+    encoder = DiffRetrieverQueryEncoder(cfg.model, batch_size=cfg.batch_size, **cfg.readout_options("query"),
+                                        **cfg.backbone_options())
     encoder.prime(list(topics.values()))
     out = Path(out) if out else query_file(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         for qid, text in topics.items():
-            f.write(json.dumps({"qid": qid, "contents": text, "vector": encoder.encode_sparse(text)},
+            # keyed by the topics.tsv line (what Pyserini's search commands look up), encoded from the exact text
+            f.write(json.dumps({"qid": qid, "contents": one_line(text), "vector": encoder.encode_sparse(text)},
                                ensure_ascii=False) + "\n")
     dense_dir = out.with_suffix(".dense")
     dense_dir.mkdir(exist_ok=True)
-    pd.DataFrame({"id": list(topics), "text": list(topics.values()),
+    pd.DataFrame({"id": list(topics), "text": [one_line(t) for t in topics.values()],
                   "embedding": [encoder.encode(t) for t in topics.values()]}).to_pickle(dense_dir / "embedding.pkl")
     return out
 
@@ -61,7 +62,7 @@ def config_for(cfg, results: dict | None, index_stats: dict | None) -> dict:
     cfg = cfg.resolved()
     dataset = get_dataset(cfg.dataset)
     paths = Paths(cfg)
-    params = "-impact -pretokenized -hits 1000" + (" -removeQuery" if dataset.remove_query else "")
+    params = "-impact -pretokenized -hits 1000" + (" -removeQuery" if cfg.remove_self_hits else "")
     return {
         "corpus": f"{dataset.run_prefix}.{cfg.condition}",
         "corpus_path": str(paths.encodings.sparse),

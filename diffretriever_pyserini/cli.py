@@ -21,13 +21,17 @@ def _add_options(parser: argparse.ArgumentParser, cls) -> None:
     """One flag per field of a config dataclass (help from the field's metadata)."""
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+        if str(f.type).startswith("bool"):
+            if f.default is False:
+                parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+            else:  # bool | None: unset, --flag or --no-flag
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                    help=f.metadata["help"])
             continue
         kind = int if "int" in str(f.type) else float if "float" in str(f.type) else str
         required = f.default is dataclasses.MISSING
         parser.add_argument(flag, type=kind, required=required, default=None if required else f.default,
-                            help=f.metadata["help"])
+                            choices=f.metadata.get("choices"), help=f.metadata["help"])
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -107,7 +111,7 @@ def cmd_controls(args) -> int:
 def cmd_baselines(args) -> int:
     """Anserini's BM25 flat and multifield conditions on the same corpus, each fused with our hybrid run."""
     from diffretriever_pyserini.evaluation import evaluate_run_file
-    from diffretriever_pyserini.fusion import normalized_fusion, reciprocal_rank_fusion
+    from diffretriever_pyserini.fusion import ALL_EQUAL_PYSERINI, normalized_fusion, reciprocal_rank_fusion
     from diffretriever_pyserini.pipeline import (Paths, metrics_table, run_bm25, run_bm25_multifield, run_dataset,
                                                  step_prepare)
     from diffretriever_pyserini.runs import read_run, write_run
@@ -119,7 +123,8 @@ def cmd_baselines(args) -> int:
     for label, rec in (("bm25-flat", run_bm25(cfg)), ("bm25-multifield", run_bm25_multifield(cfg))):
         rows.append((label, rec))
         pair = [read_run(paths.run_dir / "hybrid.trec"), read_run(rec["run"])]
-        for method, fused in (("rrf", reciprocal_rank_fusion(pair)), ("normalize", normalized_fusion(pair))):
+        normalize = normalized_fusion(pair, all_equal=ALL_EQUAL_PYSERINI)  # pyserini.fusion --method normalize
+        for method, fused in (("rrf", reciprocal_rank_fusion(pair)), ("normalize", normalize)):
             out = paths.run_dir.parent / "fusion" / f"{cfg.condition}.hybrid+{label}.{method}.trec"
             write_run(out, fused, f"hybrid+{label}.{method}", cfg.hits, topic_order=list(fused))
             rows.append((f"hybrid + {label} ({method})", evaluate_run_file(out, prepared.qrels,
@@ -131,15 +136,6 @@ def cmd_baselines(args) -> int:
     return 0
 
 
-DEMO_FINETUNE = {"tau": 0.05, "lr": 1e-4, "epochs": 2.0, "batch_size": 16, "negatives": 3, "k_q": 4, "k_p": 4,
-                 "q_max_length": 100, "p_max_length": 384, "top_k": 256, "dropout": 0.0, "precision": "auto"}
-"""The CPU demo's fine-tuning recipe: full fine-tuning of MiniLM on SciFact's 564 training (claim, abstract) pairs,
-the top 3 BM25 non-relevant abstracts as hard negatives, 2 epochs. Chosen by benchmarks/ft_sweep.py (docs/ft-sweep.md):
-384-token passages, 3 negatives and lr 1e-4 gave the best dense runs. Dropout off (lets the CPU use fused attention)
-and bf16 autocast (on CPUs with native bf16) make a step about 4x cheaper than fp32 with dropout, which pays for the
-3 negatives within the demo's time."""
-
-
 def cmd_demo(args) -> int:
     """SciFact: zero-shot and fine-tuned K-mask readouts beside the BM25 and mean-pooling controls, as a table."""
     import shutil
@@ -147,7 +143,7 @@ def cmd_demo(args) -> int:
     from diffretriever_pyserini.pipeline import (Paths, metrics_table, run_bm25, run_dataset, run_meanpool_control,
                                                  step_prepare)
     from diffretriever_pyserini.training.build import build_training_data
-    from diffretriever_pyserini.training.trainer import TrainConfig, train
+    from diffretriever_pyserini.training.trainer import RECIPES, TrainConfig, train
 
     cfg = _config(args).resolved()
     rows = []
@@ -157,13 +153,14 @@ def cmd_demo(args) -> int:
     rows.append((f"mean pooling, pyserini.encode + FaissSearcher ({cfg.model})", run_meanpool_control(cfg)))
     if cfg.dataset == "scifact" and not args.skip_finetune:
         work = Path(cfg.work)
-        train_file, _ = build_training_data(cfg, "scifact-claims", DEMO_FINETUNE["negatives"], None, pairs=True)
+        recipe = RECIPES["cpu-demo"]
+        train_file, _ = build_training_data(cfg, "scifact-claims", recipe["negatives"], None, pairs=True)
         out = work / "finetune" / f"{Path(cfg.model).name}-scifact-claims"
         tcfg = TrainConfig(train=str(train_file), corpus=str(step_prepare(cfg).corpus_dir), out=str(out),
-                           model=cfg.model, device=cfg.device, **DEMO_FINETUNE)
+                           model=cfg.model, device=cfg.device, recipe="cpu-demo")
         final = train(tcfg)
         ft_cfg = dataclasses.replace(cfg, model=str(final), k_q=None, k_p=None, q_max_length=None,
-                                     p_max_length=None, top_k=None).resolved()
+                                     p_max_length=None, top_k=None, denoise_steps=None).resolved()
         ft_records = run_dataset(ft_cfg)
         shutil.copy(out / "loss.png", Paths(ft_cfg).run_dir / "loss.png")
         for name, rec in ft_records.items():
@@ -262,7 +259,7 @@ def cmd_fuse(args) -> int:
 
     runs = [read_run(r) for r in args.runs]
     fused = reciprocal_rank_fusion(runs, k=args.rrf_k) if args.method == "rrf" else \
-        normalized_fusion(runs, [1.0 / len(runs)] * len(runs))
+        normalized_fusion(runs, [1.0 / len(runs)] * len(runs), all_equal=args.all_equal)
     path = write_run(args.out, fused, args.tag, k=args.hits)
     print(path)
     if args.qrels:
@@ -364,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     fu.add_argument("--runs", nargs="+", required=True, help="TREC runs to fuse")
     fu.add_argument("--method", choices=["rrf", "normalize"], default="rrf", help="fusion rule")
     fu.add_argument("--rrf-k", type=int, default=60, help="RRF constant (Cormack et al. 2009)")
+    fu.add_argument("--all-equal", type=float, default=1.0,
+                    help="normalize: the score of a topic whose scores are all equal (1 as pyserini.fusion; 0 as the "
+                         "DiffRetriever reference's hybrid)")
     fu.add_argument("--out", required=True, help="fused run (.gz for gzip)")
     fu.add_argument("--tag", default="fused", help="run tag")
     fu.add_argument("--hits", type=int, default=1000, help="hits per topic")

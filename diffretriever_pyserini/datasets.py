@@ -31,6 +31,9 @@ CQADUPSTACK_FORUMS = (
 )
 DOC_SEPARATOR = ". "
 """Document text = title + DOC_SEPARATOR + text (REFERENCE.md section 3)."""
+PREPARE_FORMAT = 2
+"""Version of the prepared layout; a prepared folder of another version is prepared again (2: contents joined
+without stripping title and text, and queries.jsonl with the exact query texts, as the reference reads them)."""
 CORPUS_SHARD_SIZE = 500_000
 
 
@@ -229,8 +232,8 @@ def iter_corpus(folder: Path) -> Iterator[dict]:
 
 
 def document_text(title: str, text: str) -> str:
-    """``title + ". " + text``; an empty title or text gives the other alone."""
-    title, text = title.strip(), text.strip()
+    """``title + ". " + text`` exactly as the reference joins BEIR fields (no stripping); an empty title or text
+    gives the other alone."""
     if title and text:
         return title + DOC_SEPARATOR + text
     return title or text
@@ -260,15 +263,20 @@ def read_qrels(folder: Path, split: str) -> dict[str, dict[str, int]]:
 
 
 def read_queries(folder: Path) -> dict[str, str]:
-    """``queries.jsonl`` as ``{qid: text}``."""
+    """``queries.jsonl`` as ``{qid: text}``, texts exactly as given (the reference encodes them unchanged)."""
     path = _find(folder, "queries.jsonl")
     queries: dict[str, str] = {}
     for lineno, obj in read_jsonl(path):
         qid = _record_id(obj, path, lineno)
         if qid in queries:
             raise DatasetError(f"{path}:{lineno}: duplicate query id {qid!r}")
-        queries[qid] = " ".join(str(obj.get("text") or "").split())
+        queries[qid] = str(obj.get("text") or "")
     return queries
+
+
+def one_line(text: str) -> str:
+    """Whitespace runs collapsed to single spaces: a query as a topics TSV line can hold it."""
+    return " ".join(text.split())
 
 
 # --------------------------------------------------------------------------- conversion
@@ -293,6 +301,15 @@ class PreparedDataset:
     def qrels(self) -> Path:
         return self.root / "qrels.txt"
 
+    @property
+    def queries(self) -> Path:
+        return self.root / "queries.jsonl"
+
+    def query_texts(self) -> dict[str, str]:
+        """The judged queries ``{qid: text}`` in topic order, texts exactly as in the source (``topics.tsv`` holds
+        them on one line each, for Pyserini's command-line tools)."""
+        return {obj["id"]: obj["text"] for _, obj in read_jsonl(self.queries)}
+
     def is_complete(self) -> bool:
         return (self.root / ".complete").exists()
 
@@ -305,8 +322,12 @@ def prepare(dataset: BeirDataset, out_root: Path, mirror=None, shard_size: int =
     """
     prepared = PreparedDataset(dataset, Path(out_root) / dataset.name)
     if prepared.is_complete():
-        log.info("%s already prepared in %s", dataset.name, prepared.root)
-        return prepared
+        made = json.loads((prepared.root / "dataset.json").read_text()).get("format")
+        if made == PREPARE_FORMAT:
+            log.info("%s already prepared in %s", dataset.name, prepared.root)
+            return prepared
+        log.warning("%s in %s was prepared by an older version (format %s, now %s); preparing it again",
+                    dataset.name, prepared.root, made, PREPARE_FORMAT)
     src = source_dir(dataset, mirror)
     qrels = read_qrels(src, dataset.split)
     queries = read_queries(src)
@@ -332,14 +353,17 @@ def prepare(dataset: BeirDataset, out_root: Path, mirror=None, shard_size: int =
             out.close()
         if n_docs == 0:
             raise DatasetError(f"{src}: the corpus is empty")
-        with open(tmp / "topics.tsv", "w", encoding="utf-8") as f:
+        with open(tmp / "topics.tsv", "w", encoding="utf-8") as f, \
+                open(tmp / "queries.jsonl", "w", encoding="utf-8") as exact:
             for qid in sorted(qrels, key=_natural_key):
-                f.write(f"{qid}\t{queries[qid]}\n")
+                f.write(f"{qid}\t{one_line(queries[qid])}\n")
+                exact.write(json.dumps({"id": qid, "text": queries[qid]}, ensure_ascii=False) + "\n")
         with open(tmp / "qrels.txt", "w", encoding="utf-8") as f:
             for qid in sorted(qrels, key=_natural_key):
                 for docid, rel in sorted(qrels[qid].items()):
                     f.write(f"{qid} 0 {docid} {rel}\n")
-        stats = {"dataset": dataset.name, "source": str(src), "documents": n_docs, "empty_documents": n_empty,
+        stats = {"format": PREPARE_FORMAT, "dataset": dataset.name, "source": str(src), "documents": n_docs,
+                 "empty_documents": n_empty,
                  "queries": len(qrels), "qrels": sum(len(v) for v in qrels.values())}
         (tmp / "dataset.json").write_text(json.dumps(stats, indent=2) + "\n")
         (tmp / ".complete").write_text("")

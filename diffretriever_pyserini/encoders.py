@@ -8,6 +8,7 @@ through :attr:`DiffRetrieverQueryEncoder.sparse`) share a single pass per query.
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import numpy as np
@@ -15,15 +16,7 @@ import numpy as np
 from diffretriever_pyserini._compat import PyseriniDocumentEncoder, PyseriniQueryEncoder
 from diffretriever_pyserini.representation import KMaskReader, Readout, ReadoutConfig
 
-
-def build_reader(model, side: str, config: ReadoutConfig, **backbone_options) -> KMaskReader:
-    """A :class:`KMaskReader` on a backbone given as an object, or as a name/folder/hub id for ``load_backbone``
-    (``backbone_options``: device, dtype, family, adapter, shifted_logits)."""
-    from diffretriever_pyserini.backbones import load_backbone
-    from diffretriever_pyserini.backbones.base import Backbone
-
-    backbone = model if isinstance(model, Backbone) else load_backbone(model, **backbone_options)
-    return KMaskReader(backbone, side, config)
+log = logging.getLogger(__name__)
 
 
 BACKBONE_OPTIONS = ("device", "dtype", "family", "adapter", "shifted_logits")
@@ -35,28 +28,56 @@ def _split(options: dict) -> tuple[dict, dict]:
     return backbone, {k: v for k, v in options.items() if k not in BACKBONE_OPTIONS}
 
 
-def _readout_defaults(model, backbone_options: dict, side: str, k, max_length, top_k) -> tuple[int, int, int]:
-    """Unset K / max length / top-k: a fine-tuned model's ``diffretriever.json`` values, else the zero-shot ones."""
-    from diffretriever_pyserini.training.readout import readout_defaults
+def readout_config(backbone, side: str, **overrides) -> tuple[ReadoutConfig, dict | None]:
+    """The readout of ``side`` on a loaded backbone: a fine-tuned folder's own settings (its
+    ``retriever_config.json``, checked against the backbone) under the explicit ``overrides`` (None = unset).
 
-    fallback = readout_defaults(model if isinstance(model, str) else None, backbone_options.get("adapter"))
-    return (k if k is not None else fallback[f"k_{side}"],
-            max_length if max_length is not None else fallback[f"{side}_max_length"],
-            top_k if top_k is not None else fallback["top_k"])
+    Returns the config and a description of the fine-tuned folder (None for a zero-shot model).
+    """
+    from diffretriever_pyserini import finetuned
+
+    tuned = finetuned.find(backbone.source, getattr(backbone, "adapter", None))
+    if tuned is not None:
+        tuned.check_fits(backbone)
+    values = finetuned.readout_options(side, tuned, backbone)
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name == "k" and tuned is not None and value != values["k"]:
+            log.warning("%s was trained with K=%d on the %s side; reading it with K=%d as asked", tuned.folder,
+                        values["k"], side, value)
+        values[name] = value
+    return ReadoutConfig(**values), (tuned.describe() if tuned else None)
+
+
+def build_reader(model, side: str, **options) -> KMaskReader:
+    """A :class:`KMaskReader` on a backbone given as an object, or as a name/folder/hub id for ``load_backbone``.
+
+    ``options``: backbone options (device, dtype, family, adapter, shifted_logits) and :class:`ReadoutConfig`
+    fields (k, max_length, top_k, denoise_steps, ...; None = the default or the fine-tuned model's own).
+    """
+    from diffretriever_pyserini.backbones import load_backbone
+    from diffretriever_pyserini.backbones.base import Backbone
+
+    backbone_options, readout = _split(options)
+    backbone = model if isinstance(model, Backbone) else load_backbone(model, **backbone_options)
+    config, tuned = readout_config(backbone, side, **readout)
+    return KMaskReader(backbone, side, config, finetuned=tuned)
 
 
 class DiffRetrieverDocumentEncoder(PyseriniDocumentEncoder):
     """Passage-side K-mask encoder. ``encode`` returns single_dense vectors (or sparse dicts with
-    ``output="sparse"``), as Pyserini's encode loop expects; :meth:`read` returns everything from one pass."""
+    ``output="sparse"``), as Pyserini's encode loop expects; :meth:`read` returns everything from one pass.
+
+    ``options``: see :func:`build_reader`; unset readout options come from a fine-tuned model's own config.
+    """
 
     def __init__(self, model_name="minilm", device=None, k: int | None = None, max_length: int | None = None,
                  top_k: int | None = None, output: str = "dense", **options):
         if output not in ("dense", "sparse"):
             raise ValueError(f"output must be 'dense' or 'sparse', got {output!r}")
-        backbone_options, readout = _split(options)
-        k, max_length, top_k = _readout_defaults(model_name, backbone_options, "p", k, max_length, top_k)
-        config = ReadoutConfig(k=k, max_length=max_length, top_k=top_k, **readout)
-        self.reader = build_reader(model_name, "passage", config, device=device, **backbone_options)
+        self.reader = build_reader(model_name, "passage", device=device, k=k, max_length=max_length, top_k=top_k,
+                                   **options)
         self.output = output
         self.has_model = True
 
@@ -82,10 +103,8 @@ class DiffRetrieverQueryEncoder(PyseriniQueryEncoder):
     def __init__(self, model_name="minilm", device=None, k: int | None = None, max_length: int | None = None,
                  top_k: int | None = None, batch_size: int = 32, **options):
         super().__init__()  # no pre-encoded queries (1.x: encoded_query_dir, 2.x: encoded_queries_dir)
-        backbone_options, readout = _split(options)
-        k, max_length, top_k = _readout_defaults(model_name, backbone_options, "q", k, max_length, top_k)
-        config = ReadoutConfig(k=k, max_length=max_length, top_k=top_k, **readout)
-        self.reader = build_reader(model_name, "query", config, device=device, **backbone_options)
+        self.reader = build_reader(model_name, "query", device=device, k=k, max_length=max_length, top_k=top_k,
+                                   **options)
         self.batch_size = batch_size
         self.has_model = True
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, dict[str, int]]] = {}

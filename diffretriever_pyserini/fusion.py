@@ -2,14 +2,17 @@
 
 - :func:`normalized_fusion`: the paper's and PromptReps' hybrid: per query, min-max normalise each run's top
   ``depth`` (1000), score = sum of weight * normalised score (0.5 / 0.5), a document missing from a run gets 0
-  from it. Rankings equal ``python -m pyserini.fusion --method normalize`` (an all-equal list normalises to 1, as
-  there).
+  from it; a run whose scores are all equal normalises to 0 (the reference divides by max(range, 1e-9)).
+  With ``all_equal=1.0`` the rankings equal ``python -m pyserini.fusion --method normalize``, which maps such a run
+  to 1.
 - :func:`pyserini_hybrid`: Pyserini's ``HybridSearcher`` rule, ``alpha * sparse + dense`` with a missing document
   given that run's minimum, made safe where Pyserini's optional normalisation divides by zero.
 - :func:`reciprocal_rank_fusion`: RRF with k = 60 (Cormack, Clarke and Buettcher, SIGIR 2009).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 from diffretriever_pyserini.runs import Run, ranked
 
@@ -23,25 +26,46 @@ def _top(hits: dict[str, float], depth: int | None) -> dict[str, float]:
     return dict(ranked(hits, depth))
 
 
-def minmax(hits: dict[str, float]) -> dict[str, float]:
-    """(s - min) / (max - min) per document; all-equal scores become 1.0."""
+ALL_EQUAL_REFERENCE = 0.0
+"""What an all-equal list normalises to in the reference's fusion ((s - min) / max(max - min, 1e-9) = 0)."""
+ALL_EQUAL_PYSERINI = 1.0
+"""What it normalises to in ``pyserini.fusion --method normalize``."""
+
+
+def minmax(hits: dict[str, float], all_equal: float = ALL_EQUAL_REFERENCE, floor: float | None = None
+           ) -> dict[str, float]:
+    """(s - min) / (max - min) per document; all-equal scores become ``all_equal``.
+
+    ``floor``: the minimum is taken as min(scores, floor), as for a list padded with documents scoring ``floor``.
+    """
     if not hits:
         return {}
     low, high = min(hits.values()), max(hits.values())
+    if floor is not None:
+        low = min(low, floor)
     if high == low:
-        return {d: 1.0 for d in hits}
+        return {d: all_equal for d in hits}
     return {d: (s - low) / (high - low) for d, s in hits.items()}
 
 
-def normalized_fusion(runs: list[Run], weights=FUSION_WEIGHTS, depth: int | None = FUSION_DEPTH) -> Run:
-    """The paper's fusion over ``runs`` (weights aligned with runs; missing documents contribute 0)."""
+def normalized_fusion(runs: list[Run], weights=FUSION_WEIGHTS, depth: int | None = FUSION_DEPTH,
+                      all_equal: float = ALL_EQUAL_REFERENCE, zero_floor: Sequence[bool] | None = None,
+                      pad_to: int | None = None) -> Run:
+    """The paper's fusion over ``runs`` (weights aligned with runs; missing documents contribute 0).
+
+    ``zero_floor[i]`` with ``pad_to``: a list of run i shorter than ``pad_to`` counts as padded with zero-score
+    documents, so its minimum is 0 (the reference scores every document, Lucene returns only matching ones).
+    """
     if len(weights) != len(runs):
         raise ValueError(f"{len(runs)} runs but {len(weights)} weights")
+    floors = zero_floor or [False] * len(runs)
     fused: Run = {}
     for qid in sorted(set().union(*runs)):
         scores: dict[str, float] = {}
-        for run, weight in zip(runs, weights):
-            for docid, s in minmax(_top(run.get(qid, {}), depth)).items():
+        for run, weight, zero in zip(runs, weights, floors):
+            top = _top(run.get(qid, {}), depth)
+            floor = 0.0 if zero and pad_to is not None and len(top) < pad_to else None
+            for docid, s in minmax(top, all_equal, floor).items():
                 scores[docid] = scores.get(docid, 0.0) + weight * s
         fused[qid] = scores
     return fused

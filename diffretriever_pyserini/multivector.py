@@ -172,3 +172,20 @@ def top10_agreement(exact: dict, approx: dict) -> float:
         total += len(truth)
         same += sum(1 for r, d in enumerate(truth) if r < len(got) and got[r] == d)
     return same / total if total else 1.0
+
+
+def agreement(exact: dict, approx: dict, k: int) -> dict:
+    """How an approximate run reproduces exact search on the same queries: mean recall of the exact top ``k`` in
+    the approximate top ``k``, the same at 10, and the top-10 rank agreement (:func:`top10_agreement`)."""
+    from diffretriever_pyserini.runs import ranked
+
+    def recall(depth: int) -> float:
+        values = []
+        for qid, hits in exact.items():
+            truth = {d for d, _ in ranked(hits, depth)}
+            if truth:
+                values.append(len(truth & {d for d, _ in ranked(approx.get(qid, {}), depth)}) / len(truth))
+        return float(np.mean(values)) if values else 1.0
+
+    return {"queries": len(exact), f"recall@{k}": round(recall(k), 6), "recall@10": round(recall(10), 6),
+            "top10_agreement": round(top10_agreement(exact, approx), 6)}

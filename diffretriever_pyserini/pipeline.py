@@ -15,12 +15,13 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from diffretriever_pyserini.datasets import get_dataset, iter_prepared_corpus, prepare, read_topics
+from diffretriever_pyserini import finetuned
+from diffretriever_pyserini.datasets import get_dataset, iter_prepared_corpus, prepare
 from diffretriever_pyserini.evaluation import evaluate_run_file
 from diffretriever_pyserini.fusion import FUSION_DEPTH, FUSION_WEIGHTS, normalized_fusion, reciprocal_rank_fusion
 from diffretriever_pyserini.multivector import DEFAULT_DEPTH
 from diffretriever_pyserini.runs import write_run
-from diffretriever_pyserini.training.readout import finetuned_readout, readout_defaults
+from diffretriever_pyserini.writers import read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ MODES = {  # run file stem -> what it is (the paper's mode names in brackets)
     "multi_dense": "MaxSim over the K_q x K_p vectors",
     "hybrid-multi": "fusion_multi_sparse_max: min-max 0.5/0.5 of multi_dense and sparse",
 }
-EXACT_MAXSIM_MAX_DOCS = 20_000
 
 
 @dataclass(frozen=True)
@@ -48,21 +48,53 @@ class RunConfig:
                                                                   "sampler does (the retriever reads unshifted)"})
     k_q: int | None = field(default=None, metadata={"help": "query masks K_q (default 4, or the fine-tuned model's)"})
     k_p: int | None = field(default=None, metadata={"help": "passage masks K_p (default 4, or the fine-tuned model's)"})
-    q_max_length: int | None = field(default=None, metadata={"help": "query input tokens, prompt included (100)"})
-    p_max_length: int | None = field(default=None, metadata={"help": "passage input tokens, prompt included (256)"})
-    top_k: int | None = field(default=None, metadata={"help": "sparse terms kept per mask position (128 "
-                                                               "zero-shot; a fine-tuned model's own, 256)"})
+    q_max_length: int | None = field(default=None, metadata={
+        "help": "query budget: the text is cut to q_max_length minus the prompt's tokens, the K masks and the tail "
+                "come on top (reference inference: 256)"})
+    p_max_length: int | None = field(default=None, metadata={"help": "passage budget, as q_max_length (256)"})
+    top_k: int | None = field(default=None, metadata={
+        "help": "sparse terms kept per mask position (default: 128 zero-shot diffusion, 256 zero-shot "
+                "autoregressive and every fine-tuned model)"})
+    denoise_steps: int | None = field(default=None, metadata={
+        "help": "unmask the K positions over S forward passes, most confident first, reading each position at the "
+                "pass that unmasks it (the reference's --num_denoise_steps); default 1 = the paper's one-pass "
+                "readout, or a fine-tuned model's own"})
+    quantisation: str | None = field(default=None, metadata={"choices": ("truncate", "round"),
+        "help": "integer impacts: truncate = int(w*100) (default zero-shot), round (default fine-tuned)"})
+    stop: str | None = field(default=None, metadata={"choices": ("decoded", "generated", "none"),
+        "help": "decoded-token stop: decoded (default zero-shot diffusion), generated (default zero-shot "
+                "autoregressive: special token or closing quote), none (default fine-tuned)"})
+    promptreps_fallback: int = field(default=0, metadata={
+        "help": "PromptReps' rule: a text with no surviving content term keeps this many unrestricted top terms "
+                "(DiffRetriever and the reference have none: 0)"})
+    dense_source: str = field(default="hidden", metadata={"choices": ("hidden", "lm-head-output"),
+        "help": "dense vectors from the last hidden state (the method's definition) or lm-head-output (what the "
+                "reference's fine-tuned LLaDA readout actually reads, its hidden-state hook being lost in the LoRA "
+                "merge; vocabulary-sized vectors)"})
+    variant: str | None = field(default=None, metadata={"choices": ("one", "few", "three"),
+        "help": "prompt wording: one, few or three (default: one for K=1, few otherwise); count words are "
+                "rewritten to name K, as the reference does"})
     device: str | None = field(default=None, metadata={"help": "auto (cuda if present), cpu, cuda:0 ..."})
     dtype: str | None = field(default=None, metadata={"help": "auto, bf16, fp16, fp32"})
     batch_size: int = field(default=32, metadata={"help": "texts per forward pass"})
     hits: int = field(default=1000, metadata={"help": "hits per topic in each run"})
     modes: str = field(default=",".join(MODES), metadata={"help": "comma-separated scoring modes to run: "
                                                                 + ", ".join(f"{m} ({d})" for m, d in MODES.items())})
-    maxsim: str = field(default="auto", metadata={"help": "multi_dense search: exact (blocked brute force), "
-                                                          "candidates (FAISS rows + exact re-scoring), auto = exact "
-                                                          f"below {EXACT_MAXSIM_MAX_DOCS} documents"})
+    keep_self_hits: bool = field(default=False, metadata={
+        "help": "keep a hit whose docid equals the query id on ArguAna and Quora (the reference does; BEIR, "
+                "Anserini and Pyserini's --remove-query drop it, which is the default here)"})
+    sparse_zero_fill: bool = field(default=False, metadata={
+        "help": "when fusing, count a sparse list shorter than --hits as padded with zero-score documents (min 0), "
+                "as the reference's brute-force sparse scoring returns; Lucene returns matching documents only"})
+    maxsim: str = field(default="exact", metadata={"choices": ("exact", "candidates"),
+        "help": "multi_dense search: exact (blocked brute force, as the reference scores) or candidates "
+                "(approximate: FAISS rows + exact re-scoring; its recall against exact search is measured on "
+                "--maxsim-check queries and written beside the run)"})
+    maxsim_check: int = field(default=100, metadata={
+        "help": "queries on which a candidates run is compared with exact MaxSim (0 = skip)"})
     depth: int = field(default=DEFAULT_DEPTH, metadata={"help": "candidate rows per query vector (maxsim=candidates)"})
-    kvector_dtype: str = field(default="float32", metadata={"help": "storage of the K vectors: float32 or float16"})
+    kvector_dtype: str = field(default="float32", metadata={"choices": ("float32", "float16"),
+                                                            "help": "storage of the K vectors: float32 or float16"})
     window: int = field(default=8192, metadata={"help": "documents sorted by length together (batches form inside "
                                                         "a window; shards are made of whole windows)"})
     shard_num: int = field(default=1, metadata={"help": "encode in this many contiguous shards (resumable)"})
@@ -70,7 +102,8 @@ class RunConfig:
                                                                  "default: all, then merge"})
     workers: int = field(default=1, metadata={"help": "encoding processes on this machine (one per GPU when "
                                                       "device is auto and GPUs are present)"})
-    engine: str = field(default="local", metadata={"help": "local (processes) or ray (Ray Data actors; set "
+    engine: str = field(default="local", metadata={"choices": ("local", "ray"),
+                                                   "help": "local (processes) or ray (Ray Data actors; set "
                                                            "RAY_ADDRESS for a cluster)"})
     threads: int = field(default=2, metadata={"help": "indexing and search threads"})
     mirror: str | None = field(default=None, metadata={"help": "BEIR mirror; None = $BEIR_MIRROR, else download"})
@@ -81,25 +114,35 @@ class RunConfig:
         def short(x: str) -> str:
             return Path(x).name if Path(x).exists() else x.replace("/", "_")
 
-        tuned = finetuned_readout(self.model, self.adapter)
-        if tuned:
-            base, run_name = short(tuned.get("base_model", self.model)), tuned.get("run_name", "model")
-            return f"diffretriever.{base}.finetuned-{run_name}"
+        tuned = finetuned.find(self.model, self.adapter)
+        if tuned is not None and tuned.extras.get("run_name"):
+            base = short(tuned.extras.get("base_model", self.model))
+            return f"diffretriever.{base}.finetuned-{tuned.extras['run_name']}"
         mode = f"ft-{short(self.adapter)}" if self.adapter else "zs"
         return f"diffretriever.{short(self.model)}.{mode}"
 
+    def _readout_tag(self) -> str:
+        """Name parts of the readout options that differ from the defaults (the defaults add nothing)."""
+        parts = [(".shifted", self.shifted_logits), (f".s{self.denoise_steps}", (self.denoise_steps or 1) > 1),
+                 (f".{self.quantisation}", self.quantisation), (f".stop-{self.stop}", self.stop),
+                 (f".fallback{self.promptreps_fallback}", self.promptreps_fallback),
+                 (".dense-lm-head", self.dense_source != "hidden"), (f".{self.variant}", self.variant)]
+        return "".join(tag for tag, present in parts if present)
+
     @property
     def condition(self) -> str:
-        """Run folder name: backbone, zero-shot / fine-tuned / adapter, K budgets (and a shifted logit reading)."""
+        """Run folder name: backbone, zero-shot / fine-tuned / adapter, K budgets, readout options (non-default)."""
         c = self.resolved()
-        return f"{self._stem()}.kq{c.k_q}-kp{c.k_p}" + (".shifted" if self.shifted_logits else "")
+        top = f".top{c.top_k}" if c.top_k else ""
+        return f"{self._stem()}.kq{c.k_q}-kp{c.k_p}{top}{c._readout_tag()}"
 
     @property
     def passage_condition(self) -> str:
         """What the corpus encoding depends on (shared by conditions that differ only on the query side)."""
         c = self.resolved()
-        extra = (".shifted" if self.shifted_logits else "") + (".f16" if self.kvector_dtype == "float16" else "")
-        return f"{self._stem()}.kp{c.k_p}.len{c.p_max_length}.top{c.top_k}{extra}"
+        top = f".top{c.top_k}" if c.top_k else ""
+        extra = c._readout_tag() + (".f16" if self.kvector_dtype == "float16" else "")
+        return f"{self._stem()}.kp{c.k_p}.len{c.p_max_length}{top}{extra}"
 
     def mode_list(self) -> list[str]:
         modes = [m.strip() for m in self.modes.split(",") if m.strip()]
@@ -109,8 +152,9 @@ class RunConfig:
         return modes
 
     def resolved(self) -> "RunConfig":
-        """Unset readout settings filled from a fine-tuned model's ``diffretriever.json``, else the defaults."""
-        defaults = readout_defaults(self.model, self.adapter)
+        """Unset K, lengths and denoising steps filled from a fine-tuned model's ``retriever_config.json``, else
+        the zero-shot defaults (K 4, max_length 256 on both sides, one pass)."""
+        defaults = finetuned.run_defaults(self.model, self.adapter)
         return dataclasses.replace(self, **{name: value if getattr(self, name) is None else getattr(self, name)
                                             for name, value in defaults.items()})
 
@@ -118,6 +162,18 @@ class RunConfig:
         """Keyword arguments for ``load_backbone``."""
         return {"device": self.device, "dtype": self.dtype, "family": self.family, "adapter": self.adapter,
                 "shifted_logits": self.shifted_logits}
+
+    def readout_options(self, side: str) -> dict:
+        """Keyword arguments for the encoders' readout on ``side`` (None = default, or the fine-tuned model's)."""
+        query = side == "query"
+        return {"k": self.k_q if query else self.k_p, "max_length": self.q_max_length if query else self.p_max_length,
+                "top_k": self.top_k, "denoise_steps": self.denoise_steps, "quantisation": self.quantisation,
+                "stop": self.stop, "fallback_k": self.promptreps_fallback or None, "dense_source": self.dense_source,
+                "variant": self.variant}
+
+    @property
+    def remove_self_hits(self) -> bool:
+        return get_dataset(self.dataset).remove_query and not self.keep_self_hits
 
 
 @dataclass(frozen=True)
@@ -153,29 +209,38 @@ def step_prepare(cfg: RunConfig):
 def _document_encoder(cfg: RunConfig, backbone=None):
     from diffretriever_pyserini.encoders import DiffRetrieverDocumentEncoder
 
-    return DiffRetrieverDocumentEncoder(backbone or cfg.model, k=cfg.k_p, max_length=cfg.p_max_length,
-                                        top_k=cfg.top_k, **cfg.backbone_options())
+    return DiffRetrieverDocumentEncoder(backbone or cfg.model, **cfg.readout_options("passage"),
+                                        **cfg.backbone_options())
 
 
 def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str, str]) -> dict:
-    """MaxSim run: exact brute force, or FAISS row candidates + exact re-scoring (``cfg.maxsim``)."""
+    """MaxSim run: exact brute force (the default, as the reference scores), or FAISS row candidates + exact
+    re-scoring (``--maxsim candidates``), whose agreement with exact search on ``maxsim_check`` queries is written
+    to ``multi_dense.candidates.json`` beside the run."""
     from diffretriever_pyserini import multivector as mv
     from diffretriever_pyserini.search import finish_run
 
     store = mv.MultiVectorStore.open(paths.encodings.dense)
     queries = {qid: query_encoder.kvectors(text) for qid, text in topics.items()}
-    depth = cfg.hits + 1 if paths.dataset.remove_query else cfg.hits
-    method = cfg.maxsim if cfg.maxsim != "auto" else (
-        "exact" if len(store.docids) <= EXACT_MAXSIM_MAX_DOCS else "candidates")
-    if method == "exact":
-        run = mv.exact_search(store, queries, depth)
-    elif method == "candidates":
-        if not (paths.encodings.dense / "rows" / "manifest.json").is_file():
-            mv.build_row_index(paths.encodings.dense)
-        run = mv.candidate_search(store, mv.RowIndex(paths.encodings.dense), queries, depth, cfg.depth)
-    else:
-        raise ValueError(f"maxsim must be auto, exact or candidates, got {cfg.maxsim!r}")
-    return finish_run(run, cfg.hits, paths.dataset.remove_query)
+    depth = cfg.hits + 1 if cfg.remove_self_hits else cfg.hits
+    if cfg.maxsim == "exact":
+        return finish_run(mv.exact_search(store, queries, depth), cfg.hits, cfg.remove_self_hits)
+    if cfg.maxsim != "candidates":
+        raise ValueError(f"maxsim must be exact or candidates, got {cfg.maxsim!r}")
+    if not (paths.encodings.dense / "rows" / "manifest.json").is_file():
+        mv.build_row_index(paths.encodings.dense)
+    run = finish_run(mv.candidate_search(store, mv.RowIndex(paths.encodings.dense), queries, depth, cfg.depth),
+                     cfg.hits, cfg.remove_self_hits)
+    if cfg.maxsim_check > 0:
+        checked = dict(list(queries.items())[: cfg.maxsim_check])
+        exact = finish_run(mv.exact_search(store, checked, depth), cfg.hits, cfg.remove_self_hits)
+        report = {"method": "candidates", "depth": cfg.depth, "nprobe": mv.DEFAULT_NPROBE,
+                  **mv.agreement(exact, {q: run[q] for q in checked}, cfg.hits)}
+        paths.run_dir.mkdir(parents=True, exist_ok=True)
+        (paths.run_dir / "multi_dense.candidates.json").write_text(json.dumps(report, indent=2) + "\n")
+        log.info("maxsim candidates vs exact on %d queries: recall@%d %.4f", report["queries"], cfg.hits,
+                 report[f"recall@{cfg.hits}"])
+    return run
 
 
 @dataclass(frozen=True)
@@ -188,6 +253,19 @@ class DocumentEncoderFactory:
         return _document_encoder(dataclasses.replace(self.cfg, device=device or self.cfg.device))
 
 
+READOUT_VERSION = 2
+"""Bumped when the readout's outputs change for the same options (2: the reference-faithful readout), so that a
+rerun never reuses encodings made by an older readout."""
+
+
+def encoding_request(cfg: RunConfig) -> dict:
+    """What a corpus encoding was asked to be (kept in its metadata; a complete encoding is reused only for the
+    same request)."""
+    return {"readout_version": READOUT_VERSION, "model": cfg.model, "adapter": cfg.adapter, "family": cfg.family,
+            "dtype": cfg.dtype, "shifted_logits": cfg.shifted_logits, "kvector_dtype": cfg.kvector_dtype,
+            **cfg.readout_options("passage")}
+
+
 def step_encode(cfg: RunConfig, doc_encoder=None):
     """Corpus -> sparse JsonVectorCollection + FAISS index (skipped when complete); returns the encoder (None when
     the work ran in other processes). Sharded when ``shard_num`` > 1, ``workers`` > 1 or ``engine`` is ray."""
@@ -195,11 +273,20 @@ def step_encode(cfg: RunConfig, doc_encoder=None):
     from diffretriever_pyserini.encoding import corpus_metadata, encode_corpus
 
     prepared, paths = step_prepare(cfg), Paths(cfg)
+    request = encoding_request(cfg)
     if paths.encodings.is_complete():
-        log.info("encodings in %s are complete; reusing them", paths.encodings.root)
-        return doc_encoder or _document_encoder(cfg)
+        stored = read_metadata(paths.encodings.sparse).get("request")
+        if stored == request:
+            log.info("encodings in %s are complete; reusing them", paths.encodings.root)
+            return doc_encoder or _document_encoder(cfg)
+        log.warning("encodings in %s were made by another readout (%s); encoding again", paths.encodings.root,
+                    "an older version of this package" if stored is None else f"{stored} != {request}")
+        import shutil
+
+        shutil.rmtree(paths.encodings.root)
+        shutil.rmtree(paths.impact_index, ignore_errors=True)
     stats = json.loads((prepared.root / "dataset.json").read_text())
-    meta = {"dataset": paths.dataset.name, **corpus_metadata(prepared.corpus_dir)}
+    meta = {"dataset": paths.dataset.name, "request": request, **corpus_metadata(prepared.corpus_dir)}
     if cfg.shard_num > 1 or cfg.workers > 1 or cfg.engine != "local" or cfg.shard_id is not None:
         from diffretriever_pyserini import sharding
 
@@ -250,13 +337,13 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
     prepared, paths = step_prepare(cfg), Paths(cfg)
     if not paths.encodings.is_complete() or not index_is_complete(paths.impact_index):
         raise FileNotFoundError(f"missing encodings or impact index for {cfg.condition}; run encode and index first")
-    query_encoder = DiffRetrieverQueryEncoder(backbone or cfg.model, k=cfg.k_q, max_length=cfg.q_max_length,
-                                              top_k=cfg.top_k, batch_size=cfg.batch_size, **cfg.backbone_options())
-    topics = read_topics(prepared.topics)
+    query_encoder = DiffRetrieverQueryEncoder(backbone or cfg.model, batch_size=cfg.batch_size,
+                                              **cfg.readout_options("query"), **cfg.backbone_options())
+    topics = prepared.query_texts()
     query_encoder.prime(list(topics.values()))
     dense = dense_searcher(paths.encodings.dense, query_encoder)
     sparse = impact_searcher(paths.impact_index, query_encoder.sparse)
-    rq, modes = paths.dataset.remove_query, cfg.mode_list()
+    rq, modes = cfg.remove_self_hits, cfg.mode_list()
     runs: dict[str, dict] = {}
     need = set(modes)
     if need & {"dense", "hybrid", "hybrid-pyserini", "rrf"}:
@@ -265,10 +352,16 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
         runs["sparse"] = search_topics(sparse, topics, cfg.hits, rq, cfg.threads)
     if need & {"multi_dense", "hybrid-multi"}:
         runs["multi_dense"] = _multi_dense(cfg, paths, query_encoder, topics)
+    # --sparse-zero-fill: the reference scores every document, so a short Lucene list stands for one padded with
+    # zero-score documents (its min-max minimum is 0)
+    docs = json.loads((prepared.root / "dataset.json").read_text())["documents"]
+    padded = {"pad_to": min(FUSION_DEPTH, docs)} if cfg.sparse_zero_fill else {}
     if "hybrid" in need:
-        runs["hybrid"] = normalized_fusion([runs["dense"], runs["sparse"]], FUSION_WEIGHTS, FUSION_DEPTH)
+        runs["hybrid"] = normalized_fusion([runs["dense"], runs["sparse"]], FUSION_WEIGHTS, FUSION_DEPTH,
+                                           zero_floor=(False, cfg.sparse_zero_fill), **padded)
     if "hybrid-multi" in need:
-        runs["hybrid-multi"] = normalized_fusion([runs["multi_dense"], runs["sparse"]], FUSION_WEIGHTS, FUSION_DEPTH)
+        runs["hybrid-multi"] = normalized_fusion([runs["multi_dense"], runs["sparse"]], FUSION_WEIGHTS, FUSION_DEPTH,
+                                                 zero_floor=(False, cfg.sparse_zero_fill), **padded)
     if "rrf" in need:
         runs["rrf"] = reciprocal_rank_fusion([runs["dense"], runs["sparse"]])
     if "hybrid-pyserini" in need:
@@ -280,12 +373,28 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
                          topic_order=topics)
         records[name] = evaluate_run_file(path, prepared.qrels, paths.dataset.metrics)
     config = {**asdict(cfg), "condition": cfg.condition, "readout_query": query_encoder.reader.metadata(),
+              "readout_passage": read_metadata(paths.encodings.sparse).get("readout"),
               "modes": {m: MODES[m] for m in runs},
               "fusion": {"hybrid": f"min-max of each top-{FUSION_DEPTH}, weights (dense, sparse) {FUSION_WEIGHTS}, "
-                                   "missing = 0",
-                         "hybrid-pyserini": "HybridSearcher alpha=1.0 normalization=True", "rrf": "k = 60"}}
+                                   "missing = 0, an all-equal list = 0"
+                                   + (", a short sparse list padded with zeros" if cfg.sparse_zero_fill else ""),
+                         "hybrid-pyserini": "HybridSearcher alpha=1.0 normalization=True", "rrf": "k = 60"},
+              "differences_from_reference": deliberate_differences(cfg, paths.dataset)}
     (paths.run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     return records
+
+
+def deliberate_differences(cfg: RunConfig, dataset) -> dict:
+    """Where this run differs from the authors' released code on purpose, and the option that switches it."""
+    out = {"sparse_search": "Lucene impact search returns matching documents only"
+                            + ("; fusion pads short lists with zeros (--sparse-zero-fill)" if cfg.sparse_zero_fill
+                               else " (--sparse-zero-fill makes fusion count them as padded with zeros)")}
+    if dataset.remove_query:
+        out["self_hits"] = ("kept (--keep-self-hits), as the reference does" if cfg.keep_self_hits else
+                            "a hit equal to the query id is removed (BEIR/Anserini); --keep-self-hits keeps it")
+    if cfg.dense_source != "hidden":
+        out["dense_source"] = "LM-head output, the reference's fine-tuned LLaDA behaviour (--dense-source)"
+    return out
 
 
 def run_dataset(cfg: RunConfig) -> dict[str, dict]:
@@ -305,8 +414,8 @@ def run_bm25(cfg: RunConfig) -> dict:
     index_dir = Path(cfg.work) / "indexes" / dataset.name / "bm25-flat"
     if not index_is_complete(index_dir):
         build_bm25_index(prepared.corpus_dir, index_dir, cfg.threads)
-    topics = read_topics(prepared.topics)
-    run = bm25_search(index_dir, topics, cfg.hits, dataset.remove_query, cfg.threads)
+    topics = prepared.query_texts()
+    run = bm25_search(index_dir, topics, cfg.hits, cfg.remove_self_hits, cfg.threads)
     path = write_run(Path(cfg.runs) / dataset.run_prefix / "bm25-flat" / "bm25.trec", run, "bm25-flat",
                      cfg.hits, topic_order=topics)
     return evaluate_run_file(path, prepared.qrels, dataset.metrics)
@@ -328,8 +437,8 @@ def run_bm25_multifield(cfg: RunConfig) -> dict:
                 f.write(json.dumps({"id": doc["id"], "contents": doc["text"], "title": doc["title"]},
                                    ensure_ascii=False) + "\n")
         build_bm25_index(corpus, index_dir, cfg.threads, fields=("title",))
-    topics = read_topics(prepared.topics)
-    run = bm25_search(index_dir, topics, cfg.hits, dataset.remove_query, cfg.threads,
+    topics = prepared.query_texts()
+    run = bm25_search(index_dir, topics, cfg.hits, cfg.remove_self_hits, cfg.threads,
                       fields={"contents": 1.0, "title": 1.0})
     path = write_run(Path(cfg.runs) / dataset.run_prefix / "bm25-multifield" / "bm25.trec", run, "bm25-multifield",
                      cfg.hits, topic_order=topics)
@@ -362,8 +471,8 @@ def run_meanpool_control(cfg: RunConfig, max_length: int = 256) -> dict:
     from pyserini.encode import AutoQueryEncoder
 
     encoder = AutoQueryEncoder(model_dir, device="cpu", pooling="mean", l2_norm=True)
-    topics = read_topics(prepared.topics)
-    run = search_topics(dense_searcher(index_dir, encoder), topics, cfg.hits, dataset.remove_query, cfg.threads)
+    topics = prepared.query_texts()
+    run = search_topics(dense_searcher(index_dir, encoder), topics, cfg.hits, cfg.remove_self_hits, cfg.threads)
     path = write_run(Path(cfg.runs) / dataset.run_prefix / f"meanpool.{Path(model_dir).name}" / "dense.trec", run,
                      "meanpool", cfg.hits, topic_order=topics)
     return evaluate_run_file(path, prepared.qrels, dataset.metrics)

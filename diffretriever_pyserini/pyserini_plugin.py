@@ -9,9 +9,11 @@
         sparse --index I --encoder 'diffretriever:minilm?k=4&output=sparse' fusion --alpha 1.0 run --topics T ...
 
 ``<model>`` is what ``--model`` takes (``minilm``, a folder, a hub id). Options after ``?`` (``&``-separated):
-``k`` (masks, default 4), ``output`` (``dense`` or ``sparse``), ``top_k``, ``max_length``, ``family``, ``adapter``,
-``dtype``, ``template``, ``variant``. Pyserini's own ``--max-length``, ``--device``, ``--fp16``, ``--fields``,
-``--batch-size`` and ``--shard-id/--shard-num`` keep their meaning.
+``k`` (masks, default 4), ``output`` (``dense`` or ``sparse``), ``top_k``, ``max_length``, ``denoise_steps``,
+``quantisation``, ``stop``, ``fallback_k``, ``dense_source``, ``family``, ``adapter``, ``dtype``, ``template``,
+``variant`` (unset: the defaults, or a fine-tuned model's ``retriever_config.json``). Pyserini's own
+``--max-length``, ``--device``, ``--fp16``, ``--fields``, ``--batch-size`` and ``--shard-id/--shard-num`` keep their
+meaning.
 
 Pyserini picks an encoder class by the first key of its class maps found inside the lower-cased ``--encoder``
 string. :func:`register` (called by the start-up import hook right after Pyserini's modules load) puts our
@@ -39,8 +41,10 @@ from pyserini.encode import QueryEncoder as PyseriniQueryEncoder  # noqa: E402
 log = logging.getLogger(__name__)
 
 PREFIX = "diffretriever:"
-_INT_OPTIONS = {"k", "top_k", "max_length"}
-_KNOWN = _INT_OPTIONS | {"output", "family", "adapter", "dtype", "template", "variant"}
+_INT_OPTIONS = {"k", "top_k", "max_length", "denoise_steps", "fallback_k"}
+_READER_OPTIONS = _INT_OPTIONS | {"family", "adapter", "dtype", "template", "variant", "quantisation", "stop",
+                                  "dense_source"}
+_KNOWN = _READER_OPTIONS | {"output"}
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:
@@ -70,8 +74,7 @@ def _device(device) -> str:
 
 
 def _reader_kwargs(options: dict) -> dict:
-    return {k: v for k, v in options.items() if k in ("k", "top_k", "max_length", "family", "adapter", "dtype",
-                                                      "template", "variant")}
+    return {k: v for k, v in options.items() if k in _READER_OPTIONS}
 
 
 class PyseriniDocumentEncoderAdapter(PyseriniDocumentEncoder):
@@ -108,7 +111,6 @@ class PyseriniQueryEncoderAdapter(PyseriniQueryEncoder):
         super().__init__()
         model, options = parse_spec(encoder_dir)
         self.output = options.get("output", "dense")
-        options.setdefault("max_length", 100)
         self.inner = DiffRetrieverQueryEncoder(model, device=_device(device), **_reader_kwargs(options))
         self.has_model = True
 

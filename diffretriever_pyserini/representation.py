@@ -1,50 +1,68 @@
-"""The K-mask readout as small pure functions (REFERENCE.md sections 3-4).
+"""The K-mask readout as small pure functions (REFERENCE.md sections 3-4), faithful to the authors' released code.
 
-Shapes: B texts in a batch, L padded length, K masks, H hidden size, V vocabulary size.
+Shapes: B texts in a batch, L padded length, K masks, H hidden size, V vocabulary size, T kept terms per position.
 Nothing here knows which backbone produced the tensors; :class:`KMaskReader` at the bottom composes the steps
 around any :class:`~diffretriever_pyserini.backbones.base.Backbone`.
+
+Two rule sets, as in the reference (``scripts/encode.py`` with its zero-shot retrievers and its fine-tuned
+``trained_diff`` path); every choice is a field of :class:`ReadoutConfig`, resolved per backbone family and
+recorded in each output's metadata:
+
+| rule | zero-shot | fine-tuned |
+|---|---|---|
+| terms kept per mask position (``top_k``) | 128 (diffusion, masked LM); 256 (autoregressive) | 256 |
+| integer impacts (``quantisation``) | truncate: int(w * 100) | round: round(w * 100) |
+| decoded-token stop (``stop``) | diffusion: ``decoded``; autoregressive: ``generated`` | none |
+| term weight | log(1 + relu(x)) in float32 | log1p(relu(x)) in the model's dtype |
+| multi-step sparse | top-k per position, then max over K | max over K, then top-k |
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
-from diffretriever_pyserini.stopwords import ENGLISH_STOPWORDS
-
 IMPACT_SCALE = 100
-"""Quantisation of sparse weights to integer impacts: round(w * IMPACT_SCALE) (Lucene reads integers)."""
+"""Sparse weights become integer impacts w * IMPACT_SCALE, truncated (zero-shot) or rounded (fine-tuned)."""
 TOPK_ZERO_SHOT = 128
-"""Terms kept per mask position, zero-shot (the reference keeps 256 for fine-tuned models)."""
+"""Terms kept per mask position by the zero-shot diffusion readout (and the masked-LM CPU backbone)."""
+TOPK_AUTOREGRESSIVE = 256
+"""Terms kept per position by the zero-shot autoregressive (PromptReps) readout (``run_encode.sh --sparse_topk``)."""
 TOPK_FINETUNED = 256
-FALLBACK_TOPK = 10
-"""When no content token survives, keep the top FALLBACK_TOPK terms over the whole vocabulary."""
+"""Terms kept per position by every fine-tuned model."""
+PROMPTREPS_FALLBACK_K = 10
+"""PromptReps (not DiffRetriever) keeps the top 10 unrestricted terms when no content term survives; opt-in."""
+DEFAULT_MAX_LENGTH = 256
+"""Reference inference budget (``scripts/run_encode.sh`` MAX_LENGTH=256, queries and passages alike): the text is
+cut to ``max_length - len(prefix) - len(suffix)`` tokens and the K masks and the tail come on top."""
+N_TAIL = 3
+"""Tokens after the K masks: the closing quote, the end-of-turn token and eos."""
 
-_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+QUANTISATIONS = ("truncate", "round")
+STOP_RULES = ("decoded", "generated", "none")
+DENSE_SOURCES = ("hidden", "lm-head-output")
+ENTROPY_EPS = 1e-10
+TIMESTEP_EPS = 1e-3
 
 
 # --------------------------------------------------------------------------- input layout
 
 
 def assemble(prefix: Sequence[int], text: Sequence[int], suffix: Sequence[int], mask_id: int, k: int,
-             tail: Sequence[int], max_length: int) -> tuple[list[int], list[int], bool]:
-    """``prefix + text + suffix + [mask]*k + tail`` truncated to ``max_length`` by cutting TEXT only.
+             tail: Sequence[int], text_budget: int) -> tuple[list[int], list[int], bool]:
+    """``prefix + text[:text_budget] + suffix + [mask]*k + tail``: only TEXT is ever cut.
 
-    Returns (ids, mask positions within ids, whether TEXT was truncated). Raises ValueError when the fixed parts
-    alone exceed ``max_length``: the prompt, the masks and the tail always survive.
+    Returns (ids, mask positions within ids, whether TEXT was truncated).
     """
     if k < 1:
         raise ValueError(f"K must be >= 1, got {k}")
-    fixed = len(prefix) + len(suffix) + k + len(tail)
-    if fixed > max_length:
-        raise ValueError(f"prompt, {k} masks and tail take {fixed} tokens, more than max_length={max_length}")
-    room = max_length - fixed
-    truncated = len(text) > room
-    text = list(text[:room])
+    if text_budget < 0:
+        raise ValueError(f"text budget must be >= 0, got {text_budget}")
+    truncated = len(text) > text_budget
+    text = list(text[:text_budget])
     start = len(prefix) + len(text) + len(suffix)
     ids = list(prefix) + text + list(suffix) + [mask_id] * k + list(tail)
     return ids, list(range(start, start + k)), truncated
@@ -78,7 +96,7 @@ def gather_positions(states: torch.Tensor, positions: torch.Tensor) -> torch.Ten
 
 
 def normalise(vectors: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """L2-normalise the last dimension: (..., H) -> (..., H)."""
+    """L2-normalise the last dimension: (..., H) -> (..., H); a zero vector stays zero."""
     return vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
@@ -91,20 +109,36 @@ def single_vector(dense: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return (dense * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
-# --------------------------------------------------------------------------- sparse
+# --------------------------------------------------------------------------- decoded-token stop
 
 
-def content_words(text: str) -> list[str]:
-    """Lower-cased word tokens of ``text`` minus English stopwords and punctuation, in first-seen order.
+def decoded_stop(decoded: torch.Tensor, stop_ids: torch.Tensor) -> torch.Tensor:
+    """Zero-shot diffusion stop: (B, K) decoded ids, (S,) stop ids -> (B, K) bool, True = position kept.
 
-    Words are maximal runs of letters/digits (apostrophes inside a word kept, so "don't" stays one word);
-    this differs from NLTK's Treebank tokenizer only in how contractions are split.
+    The first position whose decoded token is a stop token cuts it and every later position; a first stop at
+    position 0 keeps all K positions (the reference's "model confused" fallback), whatever comes after it.
     """
-    seen: dict[str, None] = {}
-    for word in _WORD.findall(text.lower()):
-        if word not in ENGLISH_STOPWORDS:
-            seen.setdefault(word, None)
-    return list(seen)
+    is_stop = torch.isin(decoded, stop_ids)
+    k = decoded.shape[1]
+    first = torch.where(is_stop.any(1), is_stop.float().argmax(1), torch.full_like(decoded[:, 0], k))
+    first = torch.where(first == 0, torch.full_like(first, k), first)
+    return torch.arange(k).unsqueeze(0) < first.unsqueeze(1)
+
+
+def generated_stop(argmax_ids: torch.Tensor, stop_ids: torch.Tensor) -> torch.Tensor:
+    """Zero-shot autoregressive (PromptReps) stop: (B, K) greedy next-token ids, (S,) stop ids -> (B, K) kept.
+
+    Position j >= 1 holds the state of the token generated at step j, which is ``argmax_ids[:, j - 1]``; the first
+    generated stop token (a special token or the closing quote) cuts its position and all later ones. Position 0
+    (the prompt's last token) is always kept.
+    """
+    b, k = argmax_ids.shape
+    generated_is_stop = torch.zeros((b, k), dtype=torch.bool)
+    generated_is_stop[:, 1:] = torch.isin(argmax_ids[:, :-1], stop_ids)
+    return torch.cumsum(generated_is_stop.long(), dim=1) == 0
+
+
+# --------------------------------------------------------------------------- sparse
 
 
 def allowed_token_mask(word_ids: Iterable[Iterable[int]], vocab_size: int, mask_id: int) -> torch.Tensor:
@@ -118,28 +152,21 @@ def allowed_token_mask(word_ids: Iterable[Iterable[int]], vocab_size: int, mask_
     return allowed
 
 
-def term_weights(logits: torch.Tensor) -> torch.Tensor:
-    """log(1 + relu(logits)): (B, K, V) -> (B, K, V)."""
-    return torch.log1p(torch.relu(logits.float()))
-
-
-def decoded_stop(argmax_ids: torch.Tensor, special_ids: torch.Tensor) -> torch.Tensor:
-    """Positions kept by the decoded-token stop: (B, K) argmax ids, (S,) special ids -> (B, K) bool.
-
-    Every position from the first one (after position 0) whose argmax is a special token onward is dropped;
-    position 0 is always kept.
-    """
-    special = torch.isin(argmax_ids, special_ids)
-    special[:, 0] = False
-    return torch.cumsum(special.long(), dim=1) == 0
+def term_weights(logits: torch.Tensor, formula: str = "log(1+x)") -> torch.Tensor:
+    """(..., V) logits -> (..., V) weights in the logits' dtype: ``log(1 + relu(x))`` (the zero-shot reference) or
+    ``log1p(relu(x))`` (its fine-tuned path); the two differ only in float rounding, which moves truncated impacts."""
+    if formula == "log1p":
+        return torch.log1p(torch.relu(logits))
+    if formula == "log(1+x)":
+        return torch.log(1 + torch.relu(logits))
+    raise ValueError(f"unknown term-weight formula {formula!r}")
 
 
 def topk_per_position(weights: torch.Tensor, k: int) -> torch.Tensor:
     """Zero all but the k largest entries along V: (B, K, V) -> (B, K, V)."""
     k = min(k, weights.shape[-1])
     values, index = torch.topk(weights, k, dim=-1, sorted=False)
-    out = torch.zeros_like(weights)
-    return out.scatter(-1, index, values)
+    return torch.zeros_like(weights).scatter(-1, index, values)
 
 
 def max_pool(weights: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -147,28 +174,43 @@ def max_pool(weights: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return (weights * keep.to(weights.dtype).unsqueeze(-1)).amax(dim=1)
 
 
-def quantise(weights: torch.Tensor, scale: int = IMPACT_SCALE) -> torch.Tensor:
-    """Integer impacts round(w * scale) (round half to even): (...) float -> (...) int64."""
-    return torch.round(weights * scale).long()
+def quantise(weights: torch.Tensor, scale: int = IMPACT_SCALE, mode: str = "truncate") -> torch.Tensor:
+    """Integer impacts of non-negative weights: (...) float -> (...) int64.
 
-
-def sparse_vectors(logits: torch.Tensor, allowed: torch.Tensor, keep: torch.Tensor, top_k: int,
-                   blocked: torch.Tensor, scale: int = IMPACT_SCALE,
-                   fallback_k: int = FALLBACK_TOPK) -> torch.Tensor:
-    """Sparse readout of one batch: (B, K, V) logits, (B, V) allowed, (B, K) keep, (V,) blocked -> (B, V) impacts.
-
-    Per mask position: weights log(1+relu(logit)) restricted to the allowed content tokens, top-k; max-pool over
-    the kept positions; quantise. A text whose pooled vector is empty falls back to the top ``fallback_k`` terms of
-    the unrestricted weights (``blocked`` ids, e.g. the mask and special tokens, excluded).
+    ``truncate``: int(w * scale) (zero-shot reference, PromptReps); ``round``: round(w * scale), half to even
+    (fine-tuned reference). The product is taken in float32, as the reference does.
     """
-    weights = term_weights(logits)
-    restricted = topk_per_position(weights * allowed.unsqueeze(1).to(weights.dtype), top_k)
-    impacts = quantise(max_pool(restricted, keep), scale)
+    scaled = weights.float() * scale
+    if mode == "truncate":
+        return torch.trunc(scaled).long()
+    if mode == "round":
+        return torch.round(scaled).long()
+    raise ValueError(f"quantisation must be one of {QUANTISATIONS}, got {mode!r}")
+
+
+def sparse_impacts(weights: torch.Tensor, keep: torch.Tensor, top_k: int, mode: str, scale: int = IMPACT_SCALE,
+                   pool_first: bool = False) -> torch.Tensor:
+    """(B, K, V) content-restricted weights, (B, K) kept positions -> (B, V) integer impacts.
+
+    Default: the top ``top_k`` terms of each position, quantised, max-pooled over the kept positions (quantising
+    before or after the max is the same: both quantisations are monotone). ``pool_first``: max over the kept
+    positions first, then the top ``top_k`` of the pooled vector (the fine-tuned multi-step path).
+    """
+    if pool_first:
+        pooled = max_pool(weights, keep).unsqueeze(1)
+        return quantise(topk_per_position(pooled, top_k)[:, 0], scale, mode)
+    return quantise(max_pool(topk_per_position(weights, top_k), keep), scale, mode)
+
+
+def promptreps_fallback(impacts: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor, blocked: torch.Tensor,
+                        fallback_k: int, scale: int = IMPACT_SCALE, mode: str = "truncate") -> torch.Tensor:
+    """PromptReps' rule (opt-in; DiffRetriever has none): a text whose pooled impacts are all zero takes the top
+    ``fallback_k`` terms of its unrestricted weights instead ((V,) ``blocked`` ids, e.g. specials, excluded)."""
     empty = (impacts > 0).sum(-1) == 0
-    if empty.any():
+    if fallback_k > 0 and empty.any():
         open_weights = weights[empty] * (~blocked).to(weights.dtype)
-        fallback = topk_per_position(open_weights, fallback_k)
-        impacts[empty] = quantise(max_pool(fallback, keep[empty]), scale)
+        impacts = impacts.clone()
+        impacts[empty] = quantise(max_pool(topk_per_position(open_weights, fallback_k), keep[empty]), scale, mode)
     return impacts
 
 
@@ -185,78 +227,159 @@ def to_term_dicts(impacts: torch.Tensor, id_to_term: Callable[[list[int]], list[
     return out
 
 
+# --------------------------------------------------------------------------- iterative denoising
+
+
+def neg_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Confidence of a mask prediction, sum p log(p + 1e-10) in the logits' dtype: (..., V) -> (...)."""
+    probs = torch.softmax(logits, dim=-1)
+    return (probs * torch.log(probs + ENTROPY_EPS)).sum(-1)
+
+
+def zero_shot_transfer_count(n_masked: int, step: int, steps: int) -> int:
+    """Masks unmasked at ``step`` of ``steps`` by the zero-shot reference: timesteps t = linspace(1, 1e-3, S + 1),
+    max(1, int(n * (1 - t[step + 1] / t[step]))) (float32), everything left at the last step."""
+    if step == steps - 1:
+        return n_masked
+    t = torch.linspace(1, TIMESTEP_EPS, steps + 1)
+    return min(n_masked, max(1, int(n_masked * (1 - t[step + 1] / t[step]))))
+
+
 # --------------------------------------------------------------------------- the readout
 
 
 @dataclass(frozen=True)
 class ReadoutConfig:
-    """Everything about the readout that changes results (recorded in every output's metadata.json)."""
+    """Everything about the readout that changes results (recorded in every output's metadata.json).
+
+    ``None`` fields are resolved per backbone family and zero-shot / fine-tuned by :meth:`resolve`.
+    """
 
     k: int = 4
-    max_length: int = 256
-    top_k: int = TOPK_ZERO_SHOT
+    max_length: int = DEFAULT_MAX_LENGTH
+    text_max_length: int | None = None
+    top_k: int | None = None
+    quantisation: str | None = None
+    stop: str | None = None
+    fallback_k: int = 0
+    denoise_steps: int = 1
+    dense_source: str = "hidden"
+    finetuned: bool = False
     impact_scale: int = IMPACT_SCALE
-    fallback_k: int = FALLBACK_TOPK
     variant: str | None = None
     template: str = "zero_shot"
-    decoded_stop: bool = True
+    prefix_ids: tuple[int, ...] | None = None
+    suffix_ids: tuple[int, ...] | None = None
+    tail_ids: tuple[int, ...] | None = None
+
+    def resolve(self, family: str) -> "ReadoutConfig":
+        """Fill the family- and regime-dependent defaults (see the module table); check every choice."""
+        autoregressive = family == "autoregressive"
+        top_k = self.top_k or (TOPK_FINETUNED if self.finetuned else
+                               TOPK_AUTOREGRESSIVE if autoregressive else TOPK_ZERO_SHOT)
+        quantisation = self.quantisation or ("round" if self.finetuned else "truncate")
+        stop = self.stop or ("none" if self.finetuned else "generated" if autoregressive else "decoded")
+        for name, value, allowed in (("quantisation", quantisation, QUANTISATIONS), ("stop", stop, STOP_RULES),
+                                     ("dense_source", self.dense_source, DENSE_SOURCES)):
+            if value not in allowed:
+                raise ValueError(f"readout {name} must be one of {allowed}, got {value!r}")
+        if self.denoise_steps < 1:
+            raise ValueError(f"denoise_steps must be >= 1, got {self.denoise_steps}")
+        if autoregressive and self.denoise_steps > 1:
+            raise ValueError("denoise_steps > 1 needs a mask-filling (diffusion) backbone; the autoregressive "
+                             "readout decodes its K positions one by one")
+        if top_k < 1 or self.fallback_k < 0 or self.max_length < 1:
+            raise ValueError(f"top_k and max_length must be >= 1 and fallback_k >= 0 (got {top_k}, "
+                             f"{self.max_length}, {self.fallback_k})")
+        return replace(self, top_k=top_k, quantisation=quantisation, stop=stop)
 
 
 @dataclass
 class Readout:
     """One batch read out: ``dense`` (B, K, H) normalised with dropped positions zeroed, ``keep`` (B, K),
-    ``single`` (B, H) single_dense vectors, ``sparse`` one ``{term: impact}`` per text, and ``truncated`` flags."""
+    ``single`` (B, H) single_dense vectors, ``sparse`` one ``{term: impact}`` per text, ``truncated`` flags and
+    the ``decoded`` (B, K) token ids the stop rule looked at."""
 
     dense: np.ndarray
     keep: np.ndarray
     single: np.ndarray
     sparse: list[dict[str, int]]
     truncated: list[bool]
+    decoded: np.ndarray
 
 
 class KMaskReader:
-    """Runs the K-mask readout of ``backbone`` on one side (passage or query): one forward pass per batch."""
+    """Runs the K-mask readout of ``backbone`` on one side (passage or query): one forward pass per batch, or
+    ``denoise_steps`` passes unmasking the K positions a few at a time."""
 
-    def __init__(self, backbone, side: str, config: ReadoutConfig):
+    def __init__(self, backbone, side: str, config: ReadoutConfig, finetuned: dict | None = None):
         from diffretriever_pyserini.prompts import default_variant, load_template
 
         self.backbone = backbone
+        self.finetuned = finetuned
         self.side = side
-        self.config = config
-        template = load_template(config.template)
+        self.config = config = config.resolve(backbone.family)
         self.variant = config.variant or default_variant(config.k)
-        self.prompt = template.side(self.variant, side)
-        self.prefix, self.suffix, self.tail = backbone.prompt_ids(self.prompt)
-        fixed = len(self.prefix) + len(self.suffix) + config.k + len(self.tail)
-        if fixed > config.max_length:
-            raise ValueError(f"{side} max_length={config.max_length} leaves no room: the prompt, {config.k} masks "
-                             f"and tail take {fixed} tokens")
-        self.special_ids = torch.tensor(sorted(backbone.special_token_ids), dtype=torch.long)
+        self.prompt = load_template(config.template).side(self.variant, side, config.k)
+        prefix, suffix, tail = backbone.prompt_ids(self.prompt)
+        self.prefix = list(config.prefix_ids) if config.prefix_ids is not None else prefix
+        self.suffix = list(config.suffix_ids) if config.suffix_ids is not None else suffix
+        self.tail = list(config.tail_ids) if config.tail_ids is not None else tail
+        if self.text_budget < 1:
+            raise ValueError(f"{side} max_length={config.max_length} leaves no room for text: the prompt takes "
+                             f"{len(self.prefix) + len(self.suffix)} tokens (the {config.k} masks and the tail come "
+                             "on top of max_length)")
+        self.stop_ids = torch.tensor(sorted(backbone.stop_token_ids()), dtype=torch.long)
         self._blocked = torch.zeros(backbone.vocab_size, dtype=torch.bool)
-        self._blocked[self.special_ids[self.special_ids < backbone.vocab_size]] = True
+        specials = torch.tensor(sorted(backbone.special_token_ids), dtype=torch.long)
+        self._blocked[specials[specials < backbone.vocab_size]] = True
         self._blocked[backbone.mask_token_id] = True
         self._blocked[len(backbone.tokenizer):] = True  # logit rows past the tokenizer (padding rows) have no term
+
+    # ----------------------------------------------------------------- rules derived from the regime
+
+    @property
+    def text_budget(self) -> int:
+        """Text tokens kept: ``text_max_length`` when set (training), else ``max_length`` minus the prompt's
+        prefix and suffix (the K masks and the tail come on top, as in the reference)."""
+        c = self.config
+        if c.text_max_length is not None:
+            return c.text_max_length
+        return c.max_length - len(self.prefix) - len(self.suffix)
+
+    @property
+    def weight_formula(self) -> str:
+        return "log1p" if self.config.finetuned else "log(1+x)"
+
+    @property
+    def steps(self) -> int:
+        return self.config.denoise_steps
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:
         """Tokenised TEXT lengths, for sorting a corpus into batches of similar length."""
         return [len(ids) for ids in self.backbone.text_ids(list(texts))]
 
     def metadata(self) -> dict:
-        """How this readout was made: backbone, K, prompt, top-k, quantisation."""
-        return {"side": self.side, "k": self.config.k, "max_length": self.config.max_length,
-                "top_k": self.config.top_k, "impact_scale": self.config.impact_scale,
-                "fallback_k": self.config.fallback_k, "decoded_stop": self.config.decoded_stop,
-                "template": self.config.template, "variant": self.variant, "prompt": vars(self.prompt),
-                "backbone": self.backbone.describe()}
+        """How this readout was made: backbone, K, prompt ids, every rule of the module table."""
+        c = self.config
+        return {"side": self.side, "k": c.k, "max_length": c.max_length, "text_max_length": c.text_max_length,
+                "text_budget": self.text_budget, "regime": "fine-tuned" if c.finetuned else "zero-shot",
+                "top_k": c.top_k, "impact_scale": c.impact_scale, "quantisation": c.quantisation, "stop": c.stop,
+                "term_weight": self.weight_formula,
+                "term_weight_dtype": "model" if c.finetuned else "float32",
+                "multi_step_sparse": "max then top-k" if c.finetuned else "top-k then max",
+                "fallback_k": c.fallback_k, "denoise_steps": c.denoise_steps, "dense_source": c.dense_source,
+                "template": c.template, "variant": self.variant, "prompt": vars(self.prompt),
+                "prompt_ids": {"prefix": self.prefix, "suffix": self.suffix, "tail": self.tail},
+                "finetuned": self.finetuned, "backbone": self.backbone.describe()}
 
     def batch_inputs(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[bool]]:
         """Assemble and left-pad a batch: (B, L) input ids, (B, L) key-padding mask, (B, K) mask positions, and
         which texts were truncated."""
-        cfg, bb = self.config, self.backbone
+        bb, k = self.backbone, self.config.k
         seqs, positions, truncated = [], [], []
         for ids in bb.text_ids(list(texts)):
-            seq, pos, cut = assemble(self.prefix, ids, self.suffix, bb.mask_token_id, cfg.k, self.tail,
-                                     cfg.max_length)
+            seq, pos, cut = assemble(self.prefix, ids, self.suffix, bb.mask_token_id, k, self.tail, self.text_budget)
             seqs.append(seq)
             positions.append(pos)
             truncated.append(cut)
@@ -266,23 +389,126 @@ class KMaskReader:
 
     def allowed(self, texts: Sequence[str], vocab_size: int) -> torch.Tensor:
         """(B, V) content-token masks of the texts (the sparse readout's allowed terms)."""
+        from diffretriever_pyserini.lexical import content_words
+
         bb = self.backbone
         return torch.stack([allowed_token_mask(bb.word_ids(content_words(t)), vocab_size, bb.mask_token_id)
                             for t in texts])
 
+    # ----------------------------------------------------------------- one pass
+
+    def _keep(self, logits: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        if self.config.stop == "decoded":
+            return decoded_stop(decoded, self.stop_ids)
+        if self.config.stop == "generated":
+            return generated_stop(logits.argmax(-1).cpu(), self.stop_ids)
+        return torch.ones(decoded.shape, dtype=torch.bool)
+
+    def _decoded(self, logits: torch.Tensor) -> torch.Tensor:
+        """Greedy predictions at the mask positions, argmax of the softmax in the model's dtype as the reference
+        samples them; a row with a non-finite logit keeps its masks (the reference skips it)."""
+        decoded = torch.softmax(logits, dim=-1).argmax(-1).cpu()
+        finite = torch.isfinite(logits).flatten(1).all(1).cpu()
+        return torch.where(finite.unsqueeze(1), decoded, torch.full_like(decoded, self.backbone.mask_token_id))
+
+    def _weights(self, logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """(B, K, V) content-restricted term weights: float32 zero-shot, the model's dtype fine-tuned."""
+        logits = logits if self.config.finetuned else logits.float()
+        return term_weights(logits, self.weight_formula) * allowed.unsqueeze(1).to(logits.device, logits.dtype)
+
+    def _impacts(self, weights: torch.Tensor, keep: torch.Tensor, pool_first: bool = False) -> torch.Tensor:
+        c = self.config
+        return sparse_impacts(weights, keep.to(weights.device), c.top_k, c.quantisation, c.impact_scale, pool_first)
+
+    def _finish(self, dense_states: torch.Tensor, keep: torch.Tensor, decoded: torch.Tensor, truncated: list[bool],
+                impacts: torch.Tensor) -> Readout:
+        dense = normalise(dense_states.float().cpu()) * keep.unsqueeze(-1)
+        return Readout(dense=dense.numpy(), keep=keep.numpy(), single=single_vector(dense, keep).numpy(),
+                       sparse=to_term_dicts(impacts.cpu(), self.backbone.id_to_term), truncated=truncated,
+                       decoded=decoded.numpy())
+
     @torch.inference_mode()
     def read(self, texts: Sequence[str]) -> Readout:
-        """Read K dense and K sparse representations of every text in one forward pass."""
-        cfg, bb = self.config, self.backbone
+        """Read K dense and K sparse representations of every text: one forward pass (or ``denoise_steps``)."""
+        if self.steps > 1:
+            return self._read_denoised(texts)
         input_ids, attention_mask, pos, truncated = self.batch_inputs(texts)
-        hidden, logits = bb.forward_at(input_ids, attention_mask, pos)  # (B, K, H), (B, K, V)
-        hidden, logits = hidden.float().cpu(), logits.float().cpu()
-        if cfg.decoded_stop:
-            keep = decoded_stop(logits.argmax(-1), self.special_ids)
+        hidden, logits = self.backbone.forward_at(input_ids, attention_mask, pos)  # (B, K, H), (B, K, V)
+        decoded = self._decoded(logits)
+        keep = self._keep(logits, decoded)
+        weights = self._weights(logits, self.allowed(texts, logits.shape[-1]))
+        impacts = self._impacts(weights, keep)
+        c = self.config
+        if c.fallback_k:
+            impacts = promptreps_fallback(impacts, term_weights(logits.float()), keep.to(logits.device),
+                                          self._blocked.to(logits.device), c.fallback_k, c.impact_scale,
+                                          c.quantisation)
+        return self._finish(logits if c.dense_source == "lm-head-output" else hidden, keep, decoded, truncated,
+                            impacts)
+
+    # ----------------------------------------------------------------- several passes
+
+    def _transfer(self, logits: torch.Tensor, masked: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which still-masked positions are unmasked at ``step`` (B, K) and their predicted tokens (B, K).
+
+        Zero-shot (the reference's zero-shot retrievers): per text, the ``zero_shot_transfer_count`` most confident
+        masks (negative entropy in the model's dtype); a text with a non-finite logit waits. Fine-tuned (its
+        ``trained_diff`` encode): the ``max(1, K // S)`` most confident by float32 negative entropy, every remaining
+        mask at the last step.
+        """
+        steps, k = self.steps, masked.shape[1]
+        if self.config.finetuned:
+            x0 = torch.softmax(logits.float(), -1).argmax(-1).cpu()
+            if step == steps - 1:
+                return masked.clone(), x0
+            conf = neg_entropy(logits.float()).cpu().masked_fill(~masked, -float("inf"))
+            top = conf.topk(min(max(1, k // steps), k), dim=-1).indices
+            return torch.zeros_like(masked).scatter(1, top, True) & masked, x0
+        x0 = torch.softmax(logits, -1).argmax(-1).cpu()
+        conf = neg_entropy(logits).float().cpu()
+        finite = torch.isfinite(logits).all(-1).cpu()
+        transfer = torch.zeros_like(masked)
+        for row in range(masked.shape[0]):
+            where = torch.nonzero(masked[row]).flatten()
+            if where.numel() == 0 or not bool(finite[row, where].all()):
+                continue
+            n = zero_shot_transfer_count(int(where.numel()), step, steps)
+            transfer[row, where[torch.topk(conf[row, where], n).indices]] = True
+        return transfer, x0
+
+    def _read_denoised(self, texts: Sequence[str]) -> Readout:
+        """The reference's ``--num_denoise_steps S``: each pass unmasks some of the K positions (most confident
+        first) and a position is read (hidden state, logits) from the pass that unmasks it; whatever no pass
+        unmasked is read from the last. The stop rule looks at the finally decoded tokens."""
+        c, bb = self.config, self.backbone
+        ids, attention_mask, pos, truncated = self.batch_inputs(texts)
+        b, k = pos.shape
+        saved = torch.zeros((b, k), dtype=torch.bool)
+        dense_states = weights = allowed = None
+        for step in range(self.steps):
+            hidden, logits = bb.forward_at(ids, attention_mask, pos)
+            states = (logits if c.dense_source == "lm-head-output" else hidden).float().cpu()
+            if allowed is None:
+                allowed = self.allowed(texts, logits.shape[-1])
+                dense_states = torch.zeros(states.shape, dtype=torch.float32)
+                weights = torch.zeros((b, 1 if c.finetuned else k, logits.shape[-1]), device=logits.device)
+            transfer, x0 = self._transfer(logits, ids.gather(1, pos) == bb.mask_token_id, step)
+            to_save = ~saved if step == self.steps - 1 else transfer & ~saved
+            dense_states[to_save] = states[to_save]
+            on_device = to_save.to(logits.device).unsqueeze(-1)
+            if c.finetuned:  # unrestricted log1p(relu) in the model's dtype, max over the positions read now
+                step_weights = term_weights(logits, "log1p").masked_fill(~on_device, -float("inf"))
+                weights = torch.maximum(weights, step_weights.amax(1, keepdim=True).float())
+            else:
+                step_weights = topk_per_position(self._weights(logits, allowed), c.top_k)
+                weights = torch.where(on_device, step_weights, weights)
+            saved |= to_save
+            ids = ids.scatter(1, pos, torch.where(transfer, x0, ids.gather(1, pos)))
+        decoded = ids.gather(1, pos)
+        keep = decoded_stop(decoded, self.stop_ids) if c.stop == "decoded" else torch.ones((b, k), dtype=torch.bool)
+        if c.finetuned:  # the pooled vector restricted to content tokens, then its top-k
+            impacts = self._impacts(weights * allowed.unsqueeze(1).to(weights.device),
+                                    torch.ones((b, 1), dtype=torch.bool), pool_first=True)
         else:
-            keep = torch.ones(logits.shape[:2], dtype=torch.bool)
-        dense = normalise(hidden) * keep.unsqueeze(-1)
-        allowed = self.allowed(texts, logits.shape[-1])
-        impacts = sparse_vectors(logits, allowed, keep, cfg.top_k, self._blocked, cfg.impact_scale, cfg.fallback_k)
-        return Readout(dense=dense.numpy(), keep=keep.numpy(), single=single_vector(dense, keep).numpy(),
-                       sparse=to_term_dicts(impacts, bb.id_to_term), truncated=truncated)
+            impacts = self._impacts(weights, keep)
+        return self._finish(dense_states, keep, decoded, truncated, impacts)

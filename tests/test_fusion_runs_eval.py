@@ -31,9 +31,23 @@ def test_normalized_fusion_matches_naive_with_missing_docs():
 
 def test_normalized_fusion_depth_and_degenerate_lists():
     run_a = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}
-    run_b = {"q": {"c": 7.0}}  # one hit: normalises to 1, like pyserini.fusion --method normalize
+    run_b = {"q": {"c": 7.0}}  # one hit (all equal): 0 in the reference's fusion ((s - min) / max(range, 1e-9))
     fused = F.normalized_fusion([run_a, run_b], (0.5, 0.5), depth=2)
-    assert fused == {"q": {"a": 0.5, "b": 0.0, "c": 0.5}}  # c is outside run_a's top-2: 0 from it
+    assert fused == {"q": {"a": 0.5, "b": 0.0, "c": 0.0}}  # c is outside run_a's top-2: 0 from it
+    # pyserini.fusion --method normalize maps an all-equal list to 1
+    fused = F.normalized_fusion([run_a, run_b], (0.5, 0.5), depth=2, all_equal=F.ALL_EQUAL_PYSERINI)
+    assert fused == {"q": {"a": 0.5, "b": 0.0, "c": 0.5}}
+
+
+def test_sparse_zero_fill_takes_the_minimum_as_zero():
+    dense = {"q": {"a": 1.0, "b": 0.5, "c": 0.0}}
+    sparse = {"q": {"a": 30.0, "b": 10.0}}  # Lucene: only 2 of 3 documents match
+    lucene = F.normalized_fusion([dense, sparse], (0.5, 0.5), depth=1000)
+    assert lucene["q"] == {"a": 1.0, "b": 0.25, "c": 0.0}  # sparse min-max over (10, 30): b -> 0
+    padded = F.normalized_fusion([dense, sparse], (0.5, 0.5), depth=1000, zero_floor=(False, True), pad_to=3)
+    assert padded["q"] == pytest.approx({"a": 1.0, "b": 0.25 + 0.5 * 10 / 30, "c": 0.0})  # min 0, as if c scored 0
+    full = F.normalized_fusion([dense, sparse], (0.5, 0.5), depth=1000, zero_floor=(False, True), pad_to=2)
+    assert full == lucene  # a list as long as the corpus is not padded
 
 
 def test_pyserini_hybrid_equals_pyserini_rule():

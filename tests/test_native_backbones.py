@@ -208,7 +208,7 @@ def test_lora_adapter_merged_at_load_equals_peft_forward(backbones, tiny, family
 def test_autoregressive_k_steps_follow_greedy_decoding(backbones):
     """The AR readout's K states are those of greedy generation: step j+1 is the state after feeding argmax j."""
     bb = backbones["qwen2"]
-    reader = KMaskReader(bb, "query", ReadoutConfig(k=3, max_length=200, decoded_stop=False))
+    reader = KMaskReader(bb, "query", ReadoutConfig(k=3, max_length=200, stop="none"))
     prompt = reader.prefix + bb.text_ids(["cancer"])[0] + reader.suffix
     ids = torch.tensor([prompt + [bb.mask_token_id] * 3 + reader.tail])
     pos = torch.tensor([[len(prompt), len(prompt) + 1, len(prompt) + 2]])

@@ -31,3 +31,21 @@ def test_bad_templates_are_named(tmp_path):
         load_template("nope")
     with pytest.raises(PromptError, match="no variant 'many'"):
         load_template().side("many", "query")
+
+
+def test_count_words_are_rewritten_to_name_k():
+    from diffretriever_pyserini.prompts import adapt_to_k
+
+    t = load_template()
+    one = t.side("one", "passage", 4)
+    assert one.user_suffix == ('". Use four words to represent the passage in a retrieval task. Make sure your words '
+                               'are in lowercase.')
+    assert one.assistant_prefix == 'The words are: "'
+    assert t.side("one", "query", 1) == t.side("one", "query")  # K = 1 leaves the prompt alone
+    assert t.side("few", "query", 16) == t.side("few", "query")  # "a few words" names no count
+    assert "Use 16 words" in t.side("three", "query", 16).user_suffix
+    assert "Use four words" in t.side("three", "query", 4).user_suffix
+    # the reference's two substitutions in order, quirks included: the count rewrite consumes "word is" first
+    assert adapt_to_k("ten word is", 10) == "ten words is"
+    assert adapt_to_k("your word is", 2) == "your words are"
+    assert adapt_to_k("one wordy", 2) == "two wordsy"

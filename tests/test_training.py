@@ -27,14 +27,15 @@ def _inputs(seed=0, bq=4, npass=2, kq=3, kp=2, h=5, v=7):
     return q, p, qs, ps, positives
 
 
-def _naive_loss(q, p, qs, ps, positives, kq, tau, w):
+def _naive_loss(q, p, qs, ps, positives, kq, tau, w, clamp=False):
     total_d = total_s = 0.0
     for i in range(q.shape[0]):
         dense, sparse = [], []
         for j in range(p.shape[0]):
             score = 0.0
             for a in range(q.shape[1]):
-                score += max(0.0, max(float(q[i, a] @ p[j, b]) for b in range(p.shape[1])))
+                best = max(float(q[i, a] @ p[j, b]) for b in range(p.shape[1]))
+                score += max(0.0, best) if clamp else best
             dense.append(score / kq / tau)
             sparse.append(sum(float(qs[i, t] * ps[j, t]) for t in range(qs.shape[1])))
         for logits, acc in ((dense, "d"), (sparse, "s")):
@@ -52,8 +53,12 @@ def _naive_loss(q, p, qs, ps, positives, kq, tau, w):
 def test_loss_matches_naive_loops():
     q, p, qs, ps, pos = _inputs()
     loss, parts = contrastive_loss(q, p, qs, ps, pos, k_q=3, tau=0.05, sparse_weight=0.7, gather=False)
-    assert float(loss) == pytest.approx(_naive_loss(q, p, qs, ps, pos, 3, 0.05, 0.7), rel=1e-5)
+    unclamped = _naive_loss(q, p, qs, ps, pos, 3, 0.05, 0.7)
+    assert float(loss) == pytest.approx(unclamped, rel=1e-5)  # training MaxSim is not clamped (the reference's)
     assert set(parts) == {"dense", "sparse"}
+    clamped, _ = contrastive_loss(q, p, qs, ps, pos, k_q=3, tau=0.05, sparse_weight=0.7, gather=False, clamp=True)
+    assert float(clamped) == pytest.approx(_naive_loss(q, p, qs, ps, pos, 3, 0.05, 0.7, clamp=True), rel=1e-5)
+    assert abs(float(clamped) - unclamped) > 1e-3  # the inputs have negative maxima, so the clamp matters
 
 
 def test_pooled_sparse_by_hand():
@@ -61,7 +66,8 @@ def test_pooled_sparse_by_hand():
     allowed = torch.tensor([[True, True, False]])
     out = pooled_sparse(logits, allowed)
     assert torch.allclose(out, torch.tensor([[math.log(4.0), math.log(1.5), 0.0]]))
-    assert maxsim_scores(torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[-1.0, 0.0], [0.0, 1.0]]])).item() == 0.0
+    q, p = torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[-1.0, 0.0], [-0.5, 0.5]]])
+    assert maxsim_scores(q, p).item() == -0.5 and maxsim_scores(q, p, clamp=True).item() == 0.0
 
 
 def _free_port():
@@ -129,7 +135,7 @@ def _cfg(tiny_task, out, **kw):
     model, corpus, train = tiny_task
     base = dict(train=str(train), corpus=str(corpus), out=str(out), model=str(model), k_q=2, k_p=2, q_max_length=96,
                 p_max_length=128, batch_size=4, epochs=1.0, lr=1e-3, device="cpu", save_every=1, max_steps=4,
-                lora_r=4, lora_alpha=16, lora_dropout=0.0, tau=0.1, precision="fp32")
+                lora_r=4, lora_alpha=16, lora_dropout=0.0, tau=0.1, precision="fp32", negatives=1)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -151,10 +157,10 @@ def test_lora_finetune_saves_and_reloads(tiny_task, tmp_path):
     trained.model.eval()
     with torch.no_grad():
         dense_trained, _ = trained.encode(trained.q_reader, ["what about cancer"])
-    enc = DiffRetrieverQueryEncoder(cfg.model, device="cpu", dtype="fp32", adapter=str(final), decoded_stop=False)
-    assert enc.reader.config.k == 2  # read from the adapter's diffretriever.json
+    enc = DiffRetrieverQueryEncoder(cfg.model, device="cpu", dtype="fp32", adapter=str(final), stop="none")
+    assert enc.reader.config.k == 2 and enc.reader.config.finetuned  # from the adapter's retriever_config.json
     np.testing.assert_allclose(enc.kvectors("what about cancer"), dense_trained[0].numpy(), atol=1e-4)
-    base = DiffRetrieverQueryEncoder(cfg.model, device="cpu", dtype="fp32", k=2, decoded_stop=False)
+    base = DiffRetrieverQueryEncoder(cfg.model, device="cpu", dtype="fp32", k=2, stop="none")
     assert np.abs(base.kvectors("what about cancer") - dense_trained[0].numpy()).max() > 1e-3
 
 
@@ -234,7 +240,9 @@ def test_dropout_override_and_bf16_autocast(tiny_task, tmp_path):
     # the packaged MiniLM carries dropout 0.1: in train mode two passes differ unless dropout is overridden to 0
     passes = {}
     for dropout in (None, 0.0):
-        trainer = Trainer(_cfg(tiny_task, tmp_path / "m", model="minilm", method="full", dropout=dropout))
+        # recipe paper keeps the model's own dropout when none is given (cpu-demo turns it off)
+        trainer = Trainer(_cfg(tiny_task, tmp_path / "m", model="minilm", method="full", dropout=dropout,
+                               recipe="paper"))
         trainer.model.train()
         with torch.no_grad():
             passes[dropout] = [trainer.encode(trainer.p_reader, texts)[0] for _ in range(2)]
@@ -249,7 +257,7 @@ def test_dropout_override_and_bf16_autocast(tiny_task, tmp_path):
     model, corpus, train_file = tiny_task
     examples = read_examples(train_file)
     docs = load_documents(corpus, {d for ex in examples for d in ex.positive_ids + ex.negative_ids})
-    loss, _ = bf16.step_loss(examples[:4], docs, random.Random(0))
+    loss, _ = bf16.step_loss(examples[:4], docs, epoch=0)
     loss.backward()
     assert math.isfinite(float(loss.detach()))
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in bf16.model.parameters())

@@ -13,7 +13,7 @@ import inspect
 import torch
 
 from diffretriever_pyserini.backbones.base import Backbone, resolve_device, resolve_dtype
-from diffretriever_pyserini.backbones.checkpoint import load_tokenizer, local_folder, merge_lora
+from diffretriever_pyserini.backbones.checkpoint import load_tokenizer, local_folder, merge_lora, token_id
 from diffretriever_pyserini.backbones.layers import position_ids
 
 
@@ -34,7 +34,7 @@ class AutoregressiveBackbone(Backbone):
                                                      attn_implementation="sdpa", trust_remote_code=False)
         self.adapter = str(adapter) if adapter else None
         if self.adapter:
-            merge_lora(model, self.adapter)
+            merge_lora(model, self.adapter, self.dtype)
         self.model = model.to(self.device, self.dtype).eval()
         # transformers renamed the KV-cache argument past_key_values -> cache (5.2x); accept both
         params = inspect.signature(self.model.get_decoder().forward).parameters
@@ -45,8 +45,20 @@ class AutoregressiveBackbone(Backbone):
         return int(self.tokenizer.eos_token_id)
 
     @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
     def vocab_size(self) -> int:
         return int(self.model.get_output_embeddings().weight.shape[0])
+
+    def end_of_turn_id(self) -> int | None:
+        return token_id(self.tokenizer, "<|im_end|>") or token_id(self.tokenizer, "<|eot_id|>")
+
+    def stop_token_ids(self) -> frozenset[int]:
+        """PromptReps stops at a generated special token or closing quote (all special ids, mask placeholder
+        included, and the ids of ``"``)."""
+        return self.special_token_ids | frozenset(self._ids('"'))
 
     def forward_at(self, input_ids, attention_mask, positions):
         start, k = int(positions[0, 0]), positions.shape[1]

@@ -25,6 +25,7 @@ class Backbone(ABC):
     family: str = ""
     tokenizer = None
     source: str = ""
+    adapter: str | None = None
     device: torch.device = torch.device("cpu")
 
     # ----------------------------------------------------------------- token facts
@@ -40,13 +41,23 @@ class Backbone(ABC):
 
     @property
     def special_token_ids(self) -> frozenset[int]:
-        """Ids that stop the decoded-token readout and never count as content terms."""
+        """The tokenizer's special token ids (never index terms of the PromptReps fallback)."""
         return frozenset(int(i) for i in self.tokenizer.all_special_ids)
+
+    def stop_token_ids(self) -> frozenset[int]:
+        """Decoded tokens that end the zero-shot readout: the tokenizer's special ids without the mask id (the
+        reference's ``set(tokenizer.all_special_ids) - {mask_token_id}``)."""
+        return self.special_token_ids - {self.mask_token_id}
 
     @property
     @abstractmethod
     def vocab_size(self) -> int:
         """Size V of the logits' last dimension."""
+
+    @property
+    @abstractmethod
+    def hidden_size(self) -> int:
+        """Size H of the last hidden states."""
 
     # ----------------------------------------------------------------- tokenisation
 
@@ -69,31 +80,41 @@ class Backbone(ABC):
     def prompt_ids(self, prompt) -> tuple[list[int], list[int], list[int]]:
         """(prefix, suffix, tail) token ids around TEXT and the K masks for a :class:`SidePrompt`.
 
-        With a chat template: the system and user messages are rendered with the generation prompt, split at the
-        text, and the assistant prefix appended to the suffix; the tail is the prompt's tail, the end-of-turn token
-        and eos. Without one (encoder models): ``[CLS] system user_prefix`` TEXT ``user_suffix assistant_prefix``
-        masks ``tail [SEP]``.
+        With a chat template (the reference's layout): the system message (left out when empty) and the user message
+        are rendered with the generation prompt, split at the text, and the assistant prefix appended to the suffix;
+        the tail is :meth:`tail_ids`. Without one (encoder models): ``[CLS] system user_prefix`` TEXT
+        ``user_suffix assistant_prefix`` masks ``tail [SEP]``.
         """
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):
-            messages = [{"role": "system", "content": prompt.system},
-                        {"role": "user", "content": prompt.user_prefix + PLACEHOLDER + prompt.user_suffix}]
+            messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
+            messages.append({"role": "user", "content": prompt.user_prefix + PLACEHOLDER + prompt.user_suffix})
             rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             if rendered.count(PLACEHOLDER) != 1:
                 raise ValueError(f"chat template of {self.source} does not keep the user message intact")
             before, after = rendered.split(PLACEHOLDER)
-            tail = self._ids(prompt.tail) + self.end_of_turn_ids()
-            return self._ids(before), self._ids(after + prompt.assistant_prefix), tail
+            return self._ids(before), self._ids(after + prompt.assistant_prefix), self.tail_ids(prompt.tail)
         prefix = [tok.cls_token_id] if tok.cls_token_id is not None else []
         prefix += self._ids(f"{prompt.system} {prompt.user_prefix}")
         suffix = self._ids(f"{prompt.user_suffix} {prompt.assistant_prefix}")
         end = [tok.sep_token_id] if tok.sep_token_id is not None else []
         return prefix, suffix, self._ids(prompt.tail) + end
 
-    def end_of_turn_ids(self) -> list[int]:
-        """Tokens closing the assistant turn after the tail (family-specific; eos alone by default)."""
-        eos = self.tokenizer.eos_token_id
-        return [int(eos)] if eos is not None else []
+    def tail_ids(self, quote: str, n_tail: int = 3) -> list[int]:
+        """The reference's zero-shot tail after the K masks: the closing quote (when it is one token), the
+        end-of-turn token (when there is one and it is not eos), then eos up to ``n_tail`` tokens."""
+        ids = self._ids(quote)
+        tail = ids if len(ids) == 1 else []
+        eot, eos = self.end_of_turn_id(), self.tokenizer.eos_token_id
+        if eot is not None and eot != eos:
+            tail.append(eot)
+        if eos is None and len(tail) < n_tail:
+            raise ValueError(f"{self.source}: the tokenizer has no eos token to end the prompt tail")
+        return (tail + [int(eos)] * n_tail)[:n_tail]
+
+    def end_of_turn_id(self) -> int | None:
+        """The token closing an assistant turn (family-specific; none by default)."""
+        return None
 
     # ----------------------------------------------------------------- model
 
@@ -106,7 +127,8 @@ class Backbone(ABC):
     def describe(self) -> dict:
         """What metadata.json records about the backbone."""
         return {"family": self.family, "source": self.source, "vocab_size": self.vocab_size,
-                "mask_token_id": self.mask_token_id, "pad_token_id": self.pad_token_id}
+                "hidden_size": self.hidden_size, "mask_token_id": self.mask_token_id, "pad_token_id": self.pad_token_id,
+                "stop_token_ids": sorted(self.stop_token_ids())}
 
 
 def resolve_device(device: str | None) -> torch.device:

@@ -8,6 +8,7 @@ honours ``HF_HUB_OFFLINE``); ``auto_map`` entries pointing at remote .py files a
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -80,24 +81,60 @@ def token_id(tokenizer, token: str) -> int | None:
 
 
 ADAPTER_PREFIXES = ("base_model.model.",)
+LORA_REFUSED = {  # adapter_config.json flag -> why it cannot be merged as W += scale * B @ A
+    "use_dora": "DoRA adapters rescale the merged weight by a learned magnitude",
+    "lora_bias": "the adapter trains a bias on lora_B",
+    "modules_to_save": "the adapter replaces whole modules",
+    "trainable_token_indices": "the adapter trains embedding rows",
+    "layer_replication": "the adapter duplicates layers",
+    "target_parameters": "the adapter targets raw parameters, not linear layers",
+}
 
 
-def merge_lora(model: torch.nn.Module, adapter: str | Path) -> int:
+def pattern_key(patterns, name: str) -> str | None:
+    """The first of ``patterns`` (PEFT ``rank_pattern`` / ``alpha_pattern`` keys, regular expressions) matching the
+    end of module ``name`` at a dot boundary, as PEFT resolves them; None when none does."""
+    for key in patterns:
+        if re.match(rf"(.*\.)?({key})$", name):
+            return key
+    return None
+
+
+def merge_lora(model: torch.nn.Module, adapter: str | Path, dtype: torch.dtype | None = None) -> int:
     """Merge a PEFT LoRA adapter folder into ``model``'s linear weights: W += (alpha / r) * B @ A.
 
-    Reads ``adapter_config.json`` (``r``, ``lora_alpha``, ``use_rslora``) and ``adapter_model.safetensors``;
-    parameter names may carry PEFT's ``base_model.model.`` prefix. Returns the number of merged layers; an adapter
-    whose target is missing from the model raises KeyError naming it.
+    The sum is taken in float32 and then cast to ``dtype`` (default: the weight's own), so a bf16-stored base run in
+    fp32 is merged at fp32 precision, and a bf16 run gets bf16(W + delta) as PEFT's merge does. ``alpha_pattern``
+    and ``rank_pattern`` are honoured per layer (rank from the tensors, alpha from the first matching pattern), as is
+    ``use_rslora`` (alpha / sqrt(r)) and ``fan_in_fan_out``. Adapter kinds whose merge is not a plain low-rank
+    update (DoRA, a LoRA bias, modules to save, ...) are refused with an error naming the flag, as is any tensor
+    other than ``lora_A`` / ``lora_B`` weights. Returns the number of merged layers.
     """
     from safetensors.torch import load_file
 
     folder = local_folder(str(adapter))
-    config = json.loads((folder / "adapter_config.json").read_text())
+    config_path = folder / "adapter_config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{folder}: no adapter_config.json (not a PEFT adapter folder)")
+    config = json.loads(config_path.read_text())
     if config.get("peft_type", "LORA") != "LORA":
-        raise ValueError(f"{folder}: only LoRA adapters are supported, got {config.get('peft_type')}")
-    r, alpha = config["r"], config.get("lora_alpha", config["r"])
-    scale = alpha / (r ** 0.5) if config.get("use_rslora") else alpha / r
-    tensors = load_file(str(folder / "adapter_model.safetensors"))
+        raise ValueError(f"{config_path}: only LoRA adapters are supported, got peft_type {config.get('peft_type')}")
+    for flag, why in LORA_REFUSED.items():
+        if config.get(flag):
+            raise ValueError(f"{config_path}: {flag}={config[flag]!r} is not supported ({why}); merge it with peft "
+                             "and pass the merged model instead")
+    weights_path = folder / "adapter_model.safetensors"
+    if not weights_path.is_file():
+        found = sorted(p.name for p in folder.glob("adapter_model*"))
+        raise FileNotFoundError(f"{folder}: no adapter_model.safetensors" + (
+            f"; found {found}, but pickled weights are not loaded" if found else ""))
+    tensors = load_file(str(weights_path))
+    unknown = sorted(k for k in tensors if not k.endswith(("lora_A.weight", "lora_B.weight")))
+    if unknown:
+        raise ValueError(f"{weights_path}: tensors other than LoRA A/B weights are not supported: {unknown[:3]}")
+    alpha_default = config.get("lora_alpha", config["r"])
+    alpha_pattern = config.get("alpha_pattern") or {}
+    rank_pattern = config.get("rank_pattern") or {}
     modules = dict(model.named_modules())
     merged = 0
     for key in sorted(k for k in tensors if k.endswith("lora_A.weight")):
@@ -107,9 +144,24 @@ def merge_lora(model: torch.nn.Module, adapter: str | Path) -> int:
         if name not in modules:
             raise KeyError(f"{folder}: adapter targets {name!r}, which the model does not have")
         a, b = tensors[key].float(), tensors[key.replace("lora_A", "lora_B")].float()
+        rank = a.shape[0]
+        pattern = pattern_key(rank_pattern, name)
+        if pattern is not None and rank_pattern[pattern] != rank:
+            raise ValueError(f"{config_path}: rank_pattern gives {name} rank {rank_pattern[pattern]}, its tensors "
+                             f"have rank {rank}")
+        pattern = pattern_key(alpha_pattern, name)
+        alpha = alpha_pattern[pattern] if pattern is not None else alpha_default
+        scale = alpha / rank ** 0.5 if config.get("use_rslora") else alpha / rank
+        delta = scale * (b @ a)
         layer = modules[name]
+        if config.get("fan_in_fan_out"):
+            delta = delta.T
+        if tuple(delta.shape) != tuple(layer.weight.shape):
+            raise ValueError(f"{folder}: adapter for {name} has shape {tuple(delta.shape)}, the model's weight "
+                             f"{tuple(layer.weight.shape)}: the adapter belongs to another base model")
         with torch.no_grad():
-            layer.weight.add_((scale * (b @ a)).to(layer.weight.dtype))
+            merged_weight = (layer.weight.float() + delta.to(layer.weight.device)).to(dtype or layer.weight.dtype)
+            layer.weight = torch.nn.Parameter(merged_weight, requires_grad=layer.weight.requires_grad)
         merged += 1
     if merged == 0:
         raise ValueError(f"{folder}: no LoRA weights found")

@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from diffretriever_pyserini.backbones.layers import (RMSNorm, apply_rope, attend, attention_mask, position_ids,
-                                                     rope_cos_sin)
+                                                     refuse_unsupported, rope_cos_sin)
+
+SUPPORTED_FLAGS = {  # config.json flag -> values this file implements
+    "rope_scaling": {None},
+    "use_sliding_window": {False, None},
+    "hidden_act": {"silu"},
+    "attention_bias": {True, None},
+}
 
 
 @dataclass(frozen=True)
@@ -31,7 +38,12 @@ class DreamConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DreamConfig":
+        """The fields used here from a Dream ``config.json``; flags this file does not implement are refused."""
+        refuse_unsupported(d, SUPPORTED_FLAGS, "Dream")
         rope = d.get("rope_parameters") or {}
+        if rope.get("rope_type", "default") != "default":
+            raise ValueError(f"config.json of this Dream checkpoint sets rope_parameters.rope_type="
+                             f"{rope['rope_type']!r}; only the default rotary embedding is implemented")
         theta = d.get("rope_theta", rope.get("rope_theta", cls.rope_theta))
         fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "rope_theta"}
         return cls(**fields, rope_theta=float(theta))

@@ -72,3 +72,17 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
 def position_ids(key_padding: torch.Tensor) -> torch.Tensor:
     """Positions counted from each row's first real token (left padding invisible): (B, L) -> (B, L)."""
     return (key_padding.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def refuse_unsupported(config: dict, supported: dict, family: str) -> None:
+    """Raise ValueError naming the first config.json flag whose value the native code does not implement.
+
+    ``supported`` maps a flag to the set of values that run as written here (a missing flag counts as supported):
+    a checkpoint that asks for something else must not run silently as the standard architecture.
+    """
+    for flag, allowed in supported.items():
+        if flag in config and config[flag] not in allowed:
+            shown = sorted(allowed, key=repr)
+            raise ValueError(f"config.json of this {family} checkpoint sets {flag}={config[flag]!r}, which the native "
+                             f"{family} code does not implement (supported: {shown}); refusing to run it as the "
+                             "standard architecture")

@@ -15,7 +15,23 @@ import torch
 from torch import nn
 
 from diffretriever_pyserini.backbones.layers import (RMSNorm, apply_rope, attend, attention_mask, position_ids,
-                                                     rope_cos_sin)
+                                                     refuse_unsupported, rope_cos_sin)
+
+SUPPORTED_FLAGS = {  # config.json flag -> values this file implements (LLaDA-8B's own values)
+    "rope": {True},
+    "alibi": {False},
+    "block_type": {"llama"},
+    "layer_norm_type": {"rms"},
+    "layer_norm_with_affine": {True},
+    "bias_for_layer_norm": {False, None},
+    "input_emb_norm": {False},
+    "scale_logits": {False},
+    "activation_type": {"silu"},
+    "attention_layer_norm": {False},
+    "clip_qkv": {None},
+    "multi_query_attention": {None, False},
+    "include_qkv_bias": {False, None},
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,8 @@ class LLaDAConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LLaDAConfig":
+        """The fields used here from a LLaDA ``config.json``; flags this file does not implement are refused."""
+        refuse_unsupported(d, SUPPORTED_FLAGS, "LLaDA")
         values = {k: d[k] for k in cls.__dataclass_fields__ if k in d and d[k] is not None}
         if "embedding_size" not in values and "vocab_size" in d:
             values["embedding_size"] = d["vocab_size"]

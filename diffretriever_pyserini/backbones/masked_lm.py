@@ -59,16 +59,17 @@ class MaskedLMBackbone(Backbone):
         if self.adapter:
             from diffretriever_pyserini.backbones.checkpoint import merge_lora
 
-            merge_lora(self.model, self.adapter)
+            merge_lora(self.model, self.adapter, self.dtype)
         self.model.to(self.device).eval()
         self._embeddings = self.model.get_input_embeddings().weight  # (V, H)
 
     @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
     def vocab_size(self) -> int:
         return int(self._embeddings.shape[0])
-
-    def end_of_turn_ids(self) -> list[int]:
-        return []
 
     def forward_at(self, input_ids, attention_mask, positions):
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)

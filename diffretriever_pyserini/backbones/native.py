@@ -44,7 +44,7 @@ class NativeDiffusionBackbone(Backbone):
             raise ValueError(f"{folder}: checkpoint does not match the {self.family} architecture; "
                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
         if self.adapter:
-            merge_lora(model, self.adapter)
+            merge_lora(model, self.adapter, self.dtype)
         self.model = model.to(self.device, self.dtype).eval()
 
     def _is_tied(self) -> bool:
@@ -60,14 +60,8 @@ class NativeDiffusionBackbone(Backbone):
             raise ValueError(f"{self.source}: no mask_token_id in config.json and no {self.mask_token} token")
         return tid
 
-    @property
-    def special_token_ids(self) -> frozenset[int]:
-        extra = {i for i in (token_id(self.tokenizer, self.end_of_turn_token),) if i is not None}
-        return super().special_token_ids | extra | {self.mask_token_id}
-
-    def end_of_turn_ids(self) -> list[int]:
-        eot = token_id(self.tokenizer, self.end_of_turn_token)
-        return ([eot] if eot is not None else []) + super().end_of_turn_ids()
+    def end_of_turn_id(self) -> int | None:
+        return token_id(self.tokenizer, self.end_of_turn_token)
 
     def forward_at(self, input_ids, attention_mask, positions):
         from diffretriever_pyserini.representation import gather_positions
@@ -98,13 +92,29 @@ class DreamBackbone(NativeDiffusionBackbone):
     def vocab_size(self) -> int:
         return self.config.vocab_size
 
+    @property
+    def hidden_size(self) -> int:
+        return self.config.hidden_size
+
 
 class LLaDABackbone(NativeDiffusionBackbone):
     family = "llada"
     config_class, model_class = LLaDAConfig, LLaDAModel
     mask_token = "<|mdm_mask|>"
     end_of_turn_token = "<|eot_id|>"
+    end_of_turn_fallback = 126348
+    """The reference's zero-shot LLaDA tail uses id 126348 (LLaDA-8B's ``<|eot_id|>``) when the tokenizer lacks it."""
+
+    def end_of_turn_id(self) -> int | None:
+        eot = super().end_of_turn_id()
+        if eot is None and self.end_of_turn_fallback < self.vocab_size:
+            return self.end_of_turn_fallback
+        return eot
 
     @property
     def vocab_size(self) -> int:
         return self.config.embedding_size
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.d_model

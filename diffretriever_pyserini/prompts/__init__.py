@@ -7,6 +7,7 @@ three words), each with a ``passage`` and a ``query`` side made of ``user_prefix
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 import yaml
 
 SIDES = ("passage", "query")
+NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+"""Count words the prompts may name; a prompt is rewritten to name K (the reference's K adaptation)."""
 SIDE_FIELDS = ("user_prefix", "user_suffix", "assistant_prefix")
 DEFAULT_TEMPLATE = "zero_shot"
 
@@ -42,14 +45,34 @@ class PromptTemplate:
     tail: str
     variants: dict
 
-    def side(self, variant: str, side: str) -> SidePrompt:
+    def side(self, variant: str, side: str, k: int | None = None) -> SidePrompt:
+        """The pieces for one input kind; with ``k`` the count words are rewritten to name K (:func:`adapt_to_k`)."""
         if variant not in self.variants:
             raise PromptError(f"template {self.name!r} has no variant {variant!r}; it has {sorted(self.variants)}")
         if side not in SIDES:
             raise PromptError(f"side must be one of {SIDES}, got {side!r}")
         fields = self.variants[variant][side]
-        return SidePrompt(self.system, fields["user_prefix"], fields["user_suffix"], fields["assistant_prefix"],
-                          self.tail)
+        suffix, assistant = fields["user_suffix"], fields["assistant_prefix"]
+        if k is not None:
+            suffix, assistant = adapt_to_k(suffix, k), adapt_to_k(assistant, k)
+        return SidePrompt(self.system, fields["user_prefix"], suffix, assistant, self.tail)
+
+
+_COUNT = re.compile(r"\b(?:" + "|".join(NUMBER_WORDS) + r")\b\s+words?")
+
+
+def adapt_to_k(text: str, k: int) -> str:
+    """Rewrite the count a prompt names to match K masks, as the reference does for every prompt side.
+
+    K = 1 leaves the text alone. Otherwise "<number word> word(s)" becomes "<K> words" (K spelled out up to ten,
+    digits above) and "word is" becomes "words are": the "one" variant at K = 4 asks for "four words" and says
+    "The words are", the "three" variant at K = 4 asks for "four words"; "a few words" names no count and stays.
+    """
+    if k <= 1 or not text:
+        return text
+    count = NUMBER_WORDS[k - 1] if k <= len(NUMBER_WORDS) else str(k)
+    text = _COUNT.sub(f"{count} words", text)
+    return re.sub(r"\bword is\b", "words are", text)
 
 
 def default_variant(k: int) -> str:

@@ -29,11 +29,11 @@ def select_budget(args) -> tuple[tuple[int, int], str]:
     from diffretriever_pyserini.evaluation import evaluate
     from diffretriever_pyserini.fusion import normalized_fusion
     from diffretriever_pyserini.report import parse_budgets
-    from diffretriever_pyserini.representation import KMaskReader, ReadoutConfig
+    from diffretriever_pyserini.encoders import readout_config
+    from diffretriever_pyserini.representation import KMaskReader
     from diffretriever_pyserini.scoring import maxsim, sparse_dot
     from diffretriever_pyserini.search import bm25_search
     from diffretriever_pyserini.training.data import load_documents, read_examples
-    from diffretriever_pyserini.training.readout import finetuned_readout
 
     examples = read_examples(Path(args.heldout))
     topics = {ex.query_id: ex.query for ex in examples}
@@ -42,10 +42,11 @@ def select_budget(args) -> tuple[tuple[int, int], str]:
     candidates = {q: sorted(set(bm25.get(q, {})) | set(qrels[q])) for q in topics}
     docs = load_documents(Path(args.corpus), {d for ds in candidates.values() for d in ds})
     doc_ids = sorted(docs)
-    tuned = finetuned_readout(args.model, args.adapter)
     backbone = load_backbone(args.model, device=args.device, adapter=args.adapter)
-    q_len, p_len = tuned.get("q_max_length", 100), tuned.get("p_max_length", 256)
-    top_k = tuned.get("top_k", 128)
+
+    def reader(side: str, k: int) -> KMaskReader:  # the model's own readout (retriever_config.json), at K = k
+        config, tuned = readout_config(backbone, side, k=k)
+        return KMaskReader(backbone, side, config, finetuned=tuned)
 
     def read_all(reader, texts):
         outs = [reader.read(texts[i:i + args.batch_size]) for i in range(0, len(texts), args.batch_size)]
@@ -54,12 +55,10 @@ def select_budget(args) -> tuple[tuple[int, int], str]:
     results, passage_cache, rows = {}, {}, []
     for kq, kp in parse_budgets(args.budgets):
         if kp not in passage_cache:
-            reader = KMaskReader(backbone, "passage", ReadoutConfig(k=kp, max_length=p_len, top_k=top_k))
-            passage_cache[kp] = read_all(reader, [docs[d] for d in doc_ids])
+            passage_cache[kp] = read_all(reader("passage", kp), [docs[d] for d in doc_ids])
         p_dense, p_sparse = passage_cache[kp]
         index = {d: i for i, d in enumerate(doc_ids)}
-        q_reader = KMaskReader(backbone, "query", ReadoutConfig(k=kq, max_length=q_len, top_k=top_k))
-        q_dense, q_sparse = read_all(q_reader, list(topics.values()))
+        q_dense, q_sparse = read_all(reader("query", kq), list(topics.values()))
         dense_run, sparse_run = {}, {}
         for i, qid in enumerate(topics):
             rows_i = [index[d] for d in candidates[qid]]

@@ -1,6 +1,6 @@
 """The fine-tuning objective (REFERENCE.md section 5) as pure tensor functions.
 
-loss = CE(MaxSim(q, p) / K_q / tau) + sparse_weight * CE(<s_q, s_p>)
+loss = CE(MaxSim(q, p) / K_q / tau) + sparse_weight * CE(<s_q, s_p>)   (training MaxSim not clamped at 0)
 
 where s = max over the K positions of log(1 + relu(logits)) restricted to the text's content tokens. Every query is
 scored against every passage of the batch (its positive, its hard negatives, and all other queries' passages:
@@ -16,10 +16,13 @@ DEFAULT_TAU = 0.01
 DEFAULT_SPARSE_WEIGHT = 1.0
 
 
-def maxsim_scores(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """(Bq, K_q, H), (Bp, K_p, H) -> (Bq, Bp): sum_i max(0, max_j <q_i, p_j>)."""
-    sims = torch.einsum("akh,bjh->abkj", q, p)
-    return sims.amax(dim=-1).clamp_min(0.0).sum(dim=-1)
+def maxsim_scores(q: torch.Tensor, p: torch.Tensor, clamp: bool = False) -> torch.Tensor:
+    """(Bq, K_q, H), (Bp, K_p, H) -> (Bq, Bp): sum_i max_j <q_i, p_j>, each max clamped at 0 with ``clamp``.
+
+    The reference trains without the clamp (its evaluation MaxSim clamps, as search does here).
+    """
+    best = torch.einsum("akh,bjh->abkj", q, p).amax(dim=-1)
+    return (best.clamp_min(0.0) if clamp else best).sum(dim=-1)
 
 
 def pooled_sparse(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -61,8 +64,9 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 def contrastive_loss(q_dense: torch.Tensor, p_dense: torch.Tensor, q_sparse: torch.Tensor, p_sparse: torch.Tensor,
                      positives: torch.Tensor, k_q: int, tau: float = DEFAULT_TAU,
-                     sparse_weight: float = DEFAULT_SPARSE_WEIGHT, gather: bool = True) -> tuple[torch.Tensor, dict]:
-    """Local queries against all (gathered) passages.
+                     sparse_weight: float = DEFAULT_SPARSE_WEIGHT, gather: bool = True,
+                     clamp: bool = False) -> tuple[torch.Tensor, dict]:
+    """Local queries against all (gathered) passages (``clamp``: clamp each MaxSim max at 0).
 
     positives: (Bq,) index of each local query's positive among the LOCAL passages; with gathering it is offset by
     rank * local passage count. Returns (loss, parts) with the dense and sparse terms for logging.
@@ -75,7 +79,7 @@ def contrastive_loss(q_dense: torch.Tensor, p_dense: torch.Tensor, q_sparse: tor
             offset = dist.get_rank() * p_dense.shape[0]
         p_dense, p_sparse = gather_with_grad(p_dense), gather_with_grad(p_sparse)
     targets = positives + offset
-    dense_logits = maxsim_scores(q_dense.float(), p_dense.float()) / k_q / tau
+    dense_logits = maxsim_scores(q_dense.float(), p_dense.float(), clamp) / k_q / tau
     sparse_logits = q_sparse @ p_sparse.T
     dense_loss = F.cross_entropy(dense_logits, targets)
     sparse_loss = F.cross_entropy(sparse_logits, targets)

@@ -10,20 +10,22 @@ command resumes from the last checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import random
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from diffretriever_pyserini import __version__
+from diffretriever_pyserini.finetuned import RETRIEVER_CONFIG
 from diffretriever_pyserini.representation import KMaskReader, ReadoutConfig, normalise
 from diffretriever_pyserini.training.data import TrainingExample, load_documents, read_examples
-from diffretriever_pyserini.training.losses import DEFAULT_SPARSE_WEIGHT, DEFAULT_TAU, contrastive_loss, pooled_sparse
-from diffretriever_pyserini.training.readout import READOUT_FILE
+from diffretriever_pyserini.training.losses import contrastive_loss, pooled_sparse
 from diffretriever_pyserini.writers import AtomicDir
 
 log = logging.getLogger(__name__)
@@ -36,62 +38,149 @@ LORA_TARGETS = {  # family -> projection names (attention and MLP) that get LoRA
 }
 
 
+RECIPES: dict[str, dict] = {
+    "paper": {
+        "k_q": 4, "k_p": 4, "q_max_length": 256, "p_max_length": 256, "q_text_length": 32, "p_text_length": 156,
+        "negatives": 15, "batch_size": 128, "epochs": 1.0, "lr": 1e-4, "warmup": 0.06, "weight_decay": 0.01,
+        "clip": 1.0, "tau": 0.01, "sparse_weight": 1.0, "lora_r": 16, "lora_alpha": 64, "lora_dropout": 0.05,
+        "precision": "auto", "dropout": None, "maxsim_clamp": False, "world_loss_scale": True,
+    },
+    "cpu-demo": {
+        "k_q": 4, "k_p": 4, "q_max_length": 100, "p_max_length": 384, "q_text_length": None, "p_text_length": None,
+        "negatives": 3, "batch_size": 16, "epochs": 2.0, "lr": 1e-4, "warmup": 0.06, "weight_decay": 0.01,
+        "clip": 1.0, "tau": 0.05, "sparse_weight": 1.0, "lora_r": 16, "lora_alpha": 64, "lora_dropout": 0.05,
+        "precision": "auto", "dropout": 0.0, "maxsim_clamp": False, "world_loss_scale": True,
+    },
+}
+"""Fine-tuning recipes (every field TrainConfig leaves unset).
+
+``paper``: the reference's (REFERENCE.md section 5, ``scripts/train_diffretriever.py`` as run for the paper): global
+batch 128 queries, 15 hard negatives shuffled per query, 1 epoch, lr 1e-4, warmup 6 %, cosine, weight decay 0.01,
+clip 1.0, tau 0.01, sparse weight 1.0, LoRA r 16 / alpha 64 / dropout 0.05, bf16, texts cut to 32 (query) and 156
+(passage) tokens with the prompt, masks and tail on top, training MaxSim not clamped at 0, the loss scaled by the
+number of processes; K (4, 16) on Dream and (4, 4) elsewhere, as the paper's budget selection chose.
+``cpu-demo``: what fits SciFact's 564 training pairs into minutes on a 2-core CPU (``make demo``; chosen with
+benchmarks/ft_sweep.py, docs/ft-sweep.md): full fine-tuning of MiniLM, batch 16, 3 BM25 negatives, 2 epochs, tau
+0.05, 100 / 384-token inputs (prompt included), dropout off; the reference's loss otherwise.
+"""
+RECIPE_K = {"paper": {"dream": (4, 16)}}
+"""Family-specific K of a recipe (the paper's selected budgets)."""
+
+
+def default_recipe(family: str) -> str:
+    """``paper`` for the large families (Dream, LLaDA, autoregressive), ``cpu-demo`` for the masked-LM backbone."""
+    return "cpu-demo" if family == "masked_lm" else "paper"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """One fine-tuning run."""
+    """One fine-tuning run; ``None`` fields come from the recipe (see RECIPES)."""
 
     train: str = field(metadata={"help": "training JSONL (see diffretriever_pyserini/training/data.py)"})
     corpus: str = field(metadata={"help": "prepared corpus folder holding the documents the examples name"})
     out: str = field(metadata={"help": "output folder (checkpoints, final model, loss curve)"})
     model: str = field(default="minilm", metadata={"help": "backbone: packaged name, folder or hub id"})
     family: str | None = field(default=None, metadata={"help": "backbone family (default: from config.json)"})
-    method: str = field(default="auto", metadata={"help": "full, lora, or auto (full for masked_lm, else lora)"})
-    k_q: int = field(default=4, metadata={"help": "query masks"})
-    k_p: int = field(default=4, metadata={"help": "passage masks"})
-    q_max_length: int = field(default=100, metadata={"help": "query input tokens, prompt included"})
-    p_max_length: int = field(default=256, metadata={"help": "passage input tokens, prompt included"})
-    negatives: int = field(default=1, metadata={"help": "hard negatives per query used in each batch"})
-    batch_size: int = field(default=16, metadata={"help": "queries per step (per process)"})
-    epochs: float = field(default=2.0, metadata={"help": "passes over the training examples"})
-    lr: float = field(default=5e-5, metadata={"help": "peak learning rate"})
-    warmup: float = field(default=0.06, metadata={"help": "warmup fraction of the steps"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    clip: float = field(default=1.0, metadata={"help": "gradient-norm clipping"})
-    tau: float = field(default=DEFAULT_TAU, metadata={"help": "MaxSim temperature"})
-    sparse_weight: float = field(default=DEFAULT_SPARSE_WEIGHT, metadata={"help": "weight of the sparse loss"})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=64, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    recipe: str = field(default="auto", metadata={"choices": ("auto", "paper", "cpu-demo"),
+        "help": "hyper-parameters for every unset option: paper (the reference's; default for Dream, LLaDA and "
+                "autoregressive backbones), cpu-demo (the CPU demo's; default for masked-LM backbones), or auto"})
+    method: str = field(default="auto", metadata={"choices": ("auto", "full", "lora"),
+                                                  "help": "full, lora, or auto (full for masked_lm, else lora)"})
+    k_q: int | None = field(default=None, metadata={"help": "query masks (paper: 4)"})
+    k_p: int | None = field(default=None, metadata={"help": "passage masks (paper: 16 on Dream, 4 otherwise)"})
+    q_max_length: int | None = field(default=None, metadata={
+        "help": "query budget, prompt included (masks and tail on top), when q_text_length is unset"})
+    p_max_length: int | None = field(default=None, metadata={"help": "passage budget, as q_max_length"})
+    q_text_length: int | None = field(default=None, metadata={
+        "help": "cut query TEXT to this many tokens (paper: 32); the prompt, masks and tail come on top"})
+    p_text_length: int | None = field(default=None, metadata={"help": "cut passage TEXT to this many tokens "
+                                                                      "(paper: 156)"})
+    negatives: int | None = field(default=None, metadata={
+        "help": "hard negatives per query in each batch, drawn from the example's list shuffled per query (a "
+                "window that moves every epoch; with replacement when the list is shorter) (paper: 15)"})
+    batch_size: int | None = field(default=None, metadata={"help": "queries per optimizer step over all processes "
+                                                                     "(paper: 128)"})
+    epochs: float | None = field(default=None, metadata={"help": "passes over the training examples (paper: 1)"})
+    lr: float | None = field(default=None, metadata={"help": "peak learning rate (paper: 1e-4)"})
+    warmup: float | None = field(default=None, metadata={"help": "warmup fraction of the steps (paper: 0.06)"})
+    weight_decay: float | None = field(default=None, metadata={"help": "AdamW weight decay (paper: 0.01)"})
+    clip: float | None = field(default=None, metadata={"help": "gradient-norm clipping (paper: 1.0)"})
+    tau: float | None = field(default=None, metadata={"help": "MaxSim temperature (paper: 0.01)"})
+    sparse_weight: float | None = field(default=None, metadata={"help": "weight of the sparse loss (paper: 1.0)"})
+    maxsim_clamp: bool | None = field(default=None, metadata={
+        "help": "clamp each training MaxSim max at 0 (the reference does not: paper false; search always clamps)"})
+    world_loss_scale: bool | None = field(default=None, metadata={
+        "help": "multiply the loss by the number of processes, as the reference does under DDP (paper: true)"})
+    lora_r: int | None = field(default=None, metadata={"help": "LoRA rank (paper: 16)"})
+    lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (paper: 64)"})
+    lora_dropout: float | None = field(default=None, metadata={"help": "LoRA dropout (paper: 0.05)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
     dropout: float | None = field(default=None, metadata={
         "help": "set every dropout probability of the backbone to this (0 turns dropout off, which also lets the "
                 "CPU use its fused attention; default: keep the model's own)"})
-    precision: str = field(default="auto", metadata={
+    precision: str | None = field(default=None, metadata={"choices": ("auto", "bf16", "fp32"),
         "help": "forward passes in bf16 autocast or fp32: auto (bf16 on CUDA and on CPUs with native bf16 "
                 "instructions, else fp32), bf16, fp32; master weights stay fp32"})
     save_every: int = field(default=20, metadata={"help": "steps between checkpoints"})
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept"})
-    top_k: int = field(default=256, metadata={"help": "sparse terms per mask position recorded for the encoders"})
     device: str | None = field(default=None, metadata={"help": "auto, cpu, cuda:N"})
-    seed: int = field(default=13, metadata={"help": "seed of batching, dropout and initialisation"})
+    seed: int = field(default=13, metadata={"help": "seed of batching, negatives, dropout and initialisation"})
     max_steps: int | None = field(default=None, metadata={"help": "stop after this many steps (default: epochs)"})
 
+    def resolve(self, family: str) -> "TrainConfig":
+        """Every unset field from the recipe (``auto``: :func:`default_recipe` of ``family``)."""
+        recipe = self.recipe if self.recipe != "auto" else default_recipe(family)
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; choose from auto, {', '.join(RECIPES)}")
+        values = dict(RECIPES[recipe])
+        values["k_q"], values["k_p"] = RECIPE_K.get(recipe, {}).get(family, (values["k_q"], values["k_p"]))
+        return replace(self, recipe=recipe, **{k: getattr(self, k) if getattr(self, k) is not None else v
+                                               for k, v in values.items()})
 
-def _steps(cfg: TrainConfig, n_examples: int, world: int) -> int:
-    per_epoch = math.ceil(n_examples / (cfg.batch_size * world))
+
+def _steps(cfg: TrainConfig, n_examples: int) -> int:
+    per_epoch = math.ceil(n_examples / cfg.batch_size)
     return cfg.max_steps or max(1, int(round(per_epoch * cfg.epochs)))
 
 
 def batch_order(n: int, batch: int, steps: int, seed: int, world: int = 1, rank: int = 0) -> list[list[int]]:
-    """Deterministic batches of example indices (reshuffled every epoch); process ``rank`` takes its slice."""
+    """Deterministic batches of example indices (reshuffled every epoch): each step takes ``batch`` examples over
+    all processes and process ``rank`` its slice of ``batch // world``."""
     rng = random.Random(seed)
     order: list[int] = []
-    global_batch = batch * world
-    while len(order) < steps * global_batch:
+    while len(order) < steps * batch:
         perm = list(range(n))
         rng.shuffle(perm)
         order += perm
-    return [order[s * global_batch + rank * batch: s * global_batch + (rank + 1) * batch] for s in range(steps)]
+    local = batch // world
+    return [order[s * batch + rank * local: s * batch + (rank + 1) * local] for s in range(steps)]
+
+
+def _example_rng(seed: int, query_id: str) -> random.Random:
+    """A per-query random stream, stable across runs and processes (not Python's salted hash)."""
+    digest = hashlib.sha256(f"{seed}:{query_id}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def pick_negatives(example: TrainingExample, n: int, seed: int, epoch: int) -> list[str]:
+    """``n`` hard negatives for ``example`` in ``epoch``, as the reference's data loader draws them: the list
+    shuffled by a per-query seed, then a window of ``n`` that moves by ``n`` every epoch (wrapping around); a list
+    shorter than ``n`` is sampled with replacement; no list gives none (in-batch negatives only)."""
+    negatives = list(example.negative_ids)
+    if not negatives or n <= 0:
+        return []
+    rng = _example_rng(seed, example.query_id)
+    rng.shuffle(negatives)
+    if len(negatives) >= n:
+        offset = (epoch * n) % len(negatives)
+        return (negatives + negatives)[offset: offset + n]
+    return [negatives[rng.randrange(len(negatives))] for _ in range(n)]
+
+
+def pick_positive(example: TrainingExample, seed: int, epoch: int) -> str:
+    """The positive of ``example`` in ``epoch``: the list rotated by a per-query seed plus the epoch."""
+    start = _example_rng(seed, example.query_id).randrange(1 << 30)
+    return example.positive_ids[(start + epoch) % len(example.positive_ids)]
 
 
 class Trainer:
@@ -100,10 +189,13 @@ class Trainer:
     def __init__(self, cfg: TrainConfig):
         from diffretriever_pyserini.backbones import load_backbone
 
-        self.cfg = cfg
         self.world, self.rank = _dist_info()
         torch.manual_seed(cfg.seed)
         self.backbone = load_backbone(cfg.model, family=cfg.family, device=cfg.device, dtype="fp32")
+        self.cfg = cfg = cfg.resolve(self.backbone.family)
+        if cfg.batch_size % self.world:
+            raise ValueError(f"batch_size {cfg.batch_size} is the global batch; it must divide among {self.world} "
+                             "processes")
         method = cfg.method if cfg.method != "auto" else ("full" if self.backbone.family == "masked_lm" else "lora")
         if method not in ("full", "lora"):
             raise ValueError(f"method must be full, lora or auto, got {cfg.method!r}")
@@ -123,8 +215,10 @@ class Trainer:
             _set_dropout(model, cfg.dropout)
         self.model = model
         self.bf16 = _use_bf16(cfg.precision, self.backbone.device)
-        self.q_reader = KMaskReader(self.backbone, "query", ReadoutConfig(k=cfg.k_q, max_length=cfg.q_max_length))
-        self.p_reader = KMaskReader(self.backbone, "passage", ReadoutConfig(k=cfg.k_p, max_length=cfg.p_max_length))
+        self.q_reader = KMaskReader(self.backbone, "query", ReadoutConfig(
+            k=cfg.k_q, max_length=cfg.q_max_length, text_max_length=cfg.q_text_length))
+        self.p_reader = KMaskReader(self.backbone, "passage", ReadoutConfig(
+            k=cfg.k_p, max_length=cfg.p_max_length, text_max_length=cfg.p_text_length))
         params = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in params if p.dim() > 1]
         no_decay = [p for p in params if p.dim() <= 1]
@@ -139,19 +233,22 @@ class Trainer:
         allowed = reader.allowed(texts, logits.shape[-1]).to(logits.device)
         return normalise(hidden.float()), pooled_sparse(logits, allowed)
 
-    def step_loss(self, batch: list[TrainingExample], docs: dict[str, str], rng: random.Random):
+    def step_loss(self, batch: list[TrainingExample], docs: dict[str, str], epoch: int):
+        """The loss of one step's local examples: each query against its positive, its hard negatives and every
+        other passage of the (gathered) batch."""
+        cfg = self.cfg
         queries, passages, positives = [], [], []
         for ex in batch:
             positives.append(len(passages))
-            passages.append(docs[rng.choice(ex.positive_ids)])
-            negs = ex.negative_ids[: self.cfg.negatives]
-            passages += [docs[d] for d in negs]
+            passages.append(docs[pick_positive(ex, cfg.seed, epoch)])
+            passages += [docs[d] for d in pick_negatives(ex, cfg.negatives, cfg.seed, epoch)]
             queries.append(ex.query)
         q_dense, q_sparse = self.encode(self.q_reader, queries)
         p_dense, p_sparse = self.encode(self.p_reader, passages)
-        return contrastive_loss(q_dense, p_dense, q_sparse, p_sparse,
-                                torch.tensor(positives, device=q_dense.device), self.cfg.k_q, self.cfg.tau,
-                                self.cfg.sparse_weight)
+        loss, parts = contrastive_loss(q_dense, p_dense, q_sparse, p_sparse,
+                                       torch.tensor(positives, device=q_dense.device), cfg.k_q, cfg.tau,
+                                       cfg.sparse_weight, clamp=cfg.maxsim_clamp)
+        return (loss * self.world if cfg.world_loss_scale else loss), parts
 
 
 def _dist_info() -> tuple[int, int]:
@@ -223,10 +320,12 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     """
     out = Path(cfg.out)
     examples = read_examples(Path(cfg.train))
-    needed = {d for ex in examples for d in ex.positive_ids + ex.negative_ids[: cfg.negatives]}
-    docs = load_documents(Path(cfg.corpus), needed)
     trainer = Trainer(cfg)
-    total = _steps(cfg, len(examples), trainer.world)
+    cfg = trainer.cfg  # the recipe filled in
+    needed = {d for ex in examples for d in ex.positive_ids + ex.negative_ids}
+    docs = load_documents(Path(cfg.corpus), needed)
+    total = _steps(cfg, len(examples))
+    per_epoch = math.ceil(len(examples) / cfg.batch_size)
     batches = batch_order(len(examples), cfg.batch_size, total, cfg.seed, trainer.world, trainer.rank)
     scheduler = _schedule(trainer.optimizer, int(cfg.warmup * total), total)
     state = {"step": 0, "losses": [], "config": asdict(cfg), "method": trainer.method, "total_steps": total}
@@ -240,8 +339,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     progress = tqdm(total=total, initial=state["step"], desc="fine-tune", unit="step", disable=trainer.rank != 0)
     while state["step"] < total:
         step = state["step"]
-        rng = random.Random(cfg.seed * 1_000_003 + step)
-        loss, parts = trainer.step_loss([examples[i] for i in batches[step]], docs, rng)
+        loss, parts = trainer.step_loss([examples[i] for i in batches[step]], docs, epoch=step // per_epoch)
         trainer.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         _all_reduce_grads(trainer.model, trainer.world)
@@ -312,12 +410,28 @@ def _load_checkpoint(folder: Path, trainer: Trainer, scheduler) -> dict:
     return json.loads((folder / "trainer_state.json").read_text())
 
 
-def _save_model(final: Path, trainer: Trainer) -> None:
-    """Full fine-tuning: a model folder loadable by ``--model``; LoRA: a PEFT adapter folder for ``--adapter``."""
+def retriever_config(trainer: Trainer) -> dict:
+    """``retriever_config.json`` for a model trained here: the reference's keys (backbone type, mask id, hidden
+    size, K, prompt ids, tail, denoising steps, loss settings) plus a ``diffretriever`` block with every
+    hyper-parameter of the run, so the encoders read it exactly as they read the authors' released checkpoints."""
     cfg, bb = trainer.cfg, trainer.backbone
-    readout = {"k_q": cfg.k_q, "k_p": cfg.k_p, "top_k": cfg.top_k, "q_max_length": cfg.q_max_length,
-               "p_max_length": cfg.p_max_length, "base_model": cfg.model, "method": trainer.method,
-               "family": bb.family, "run_name": Path(cfg.out).name}
+    return {"model_type": bb.family, "mask_token_id": bb.mask_token_id, "hidden_size": bb.hidden_size,
+            "max_length": cfg.p_max_length, "n_gen_tokens": cfg.k_q, "n_gen_q_tokens": cfg.k_q,
+            "n_gen_p_tokens": cfg.k_p, "temperature": cfg.tau, "num_denoise_steps": 1,
+            "sparse_weight": cfg.sparse_weight, "normalize": True,
+            "query_prefix_ids": trainer.q_reader.prefix, "query_suffix_ids": trainer.q_reader.suffix,
+            "passage_prefix_ids": trainer.p_reader.prefix, "passage_suffix_ids": trainer.p_reader.suffix,
+            "n_tail": len(trainer.p_reader.tail), "tail_ids": trainer.p_reader.tail,
+            "lora_rank": cfg.lora_r if trainer.method == "lora" else 0, "lora_alpha": cfg.lora_alpha,
+            "use_eos": False, "use_k_adapter": False, "use_k_pre_encoder": False,
+            "diffretriever": {**asdict(cfg), "method": trainer.method, "family": bb.family, "base_model": cfg.model,
+                              "run_name": Path(cfg.out).name, "version": __version__}}
+
+
+def _save_model(final: Path, trainer: Trainer) -> None:
+    """Full fine-tuning: a model folder loadable by ``--model``; LoRA: a PEFT adapter folder for ``--adapter``;
+    either with its ``retriever_config.json``."""
+    cfg, bb = trainer.cfg, trainer.backbone
     with AtomicDir(final) as tmp:
         if trainer.method == "full" and hasattr(trainer.model, "save_pretrained"):
             trainer.model.save_pretrained(str(tmp), safe_serialization=True)
@@ -341,7 +455,7 @@ def _save_model(final: Path, trainer: Trainer) -> None:
             (tmp / "adapter_config.json").write_text(json.dumps(
                 {"peft_type": "LORA", "r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
                  "target_modules": LORA_TARGETS[bb.family], "base_model_name_or_path": cfg.model}, indent=2))
-        (tmp / READOUT_FILE).write_text(json.dumps(readout, indent=2) + "\n")
+        (tmp / RETRIEVER_CONFIG).write_text(json.dumps(retriever_config(trainer), indent=2) + "\n")
 
 
 def _plot_losses(losses: list[dict], path: Path) -> None:
