@@ -476,6 +476,7 @@ class KMaskReader:
             transfer[row, where[torch.topk(conf[row, where], n).indices]] = True
         return transfer, x0
 
+    @torch.inference_mode()
     def _read_denoised(self, texts: Sequence[str]) -> Readout:
         """The reference's ``--num_denoise_steps S``: each pass unmasks some of the K positions (most confident
         first) and a position is read (hidden state, logits) from the pass that unmasks it; whatever no pass

@@ -231,7 +231,6 @@ def test_select_budget_picks_the_best_scoring_budget(slice_run, tmp_path):
 
 
 def test_dropout_override_and_bf16_autocast(tiny_task, tmp_path):
-    import random
 
     from diffretriever_pyserini.training.data import load_documents
     from diffretriever_pyserini.training.trainer import Trainer, _use_bf16, cpu_has_bf16

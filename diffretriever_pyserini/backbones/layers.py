@@ -81,7 +81,7 @@ def refuse_unsupported(config: dict, supported: dict, family: str) -> None:
     a checkpoint that asks for something else must not run silently as the standard architecture.
     """
     for flag, allowed in supported.items():
-        if flag in config and config[flag] not in allowed:
+        if flag in config and not any(config[flag] == value for value in allowed):
             shown = sorted(allowed, key=repr)
             raise ValueError(f"config.json of this {family} checkpoint sets {flag}={config[flag]!r}, which the native "
                              f"{family} code does not implement (supported: {shown}); refusing to run it as the "

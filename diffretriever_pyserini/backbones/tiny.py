@@ -12,6 +12,9 @@ from pathlib import Path
 
 import torch
 
+EXTRA_SPECIALS = {"dream": ["<|im_start|>", "<|im_end|>"], "qwen2": ["<|im_start|>", "<|im_end|>"]}
+"""Tokens the family's real tokenizer lists as additional special tokens (Qwen2.5 / Dream: the chat markers), so
+they are in ``all_special_ids`` and stop the zero-shot readout, as with the real checkpoints."""
 FAMILY_TOKENS = {
     # family: (special tokens in id order, roles: bos, eos, pad, mask, end of turn)
     "dream": (["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|mask|>"],
@@ -51,6 +54,8 @@ def build_tokenizer(family: str, vocab_size: int = 600):
     tok.train_from_iterator([_TRAINING_TEXT] * 4, trainer)
     kwargs = {f"{role}_token": token for role, token in roles.items() if token}
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, **kwargs)
+    if family in EXTRA_SPECIALS:
+        fast.add_special_tokens({"additional_special_tokens": EXTRA_SPECIALS[family]})
     fast.chat_template = CHAT_TEMPLATES["llama3" if family == "llada" else "qwen"]
     return fast
 
