@@ -17,7 +17,9 @@ THREADS ?= 2
 RUNS ?= runs
 DATASET ?= scifact
 MODES ?=
-MAXSIM ?= auto
+MAXSIM ?= exact
+DENOISE ?=
+CHECKPOINT ?= llada-8b-single
 PYTEST_ARGS ?=
 
 PY := $(VENV)/bin/python
@@ -30,9 +32,10 @@ BEIR_DATASETS := trec-covid nfcorpus nq hotpotqa fiqa arguana webis-touche2020 q
 	$(addprefix cqadupstack-,android english gaming gis mathematica physics programmers stats tex unix webmasters wordpress)
 RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(KQ),--k-q $(KQ)) $(if $(KP),--k-p $(KP)) --device $(DEVICE) --dtype $(DTYPE) --batch-size $(BATCH) \
 	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR)) \
-	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM)
+	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM) $(if $(DENOISE),--denoise-steps $(DENOISE))
 
-.PHONY: help install test demo bench-k bench-maxsim bench-scale report baselines anserini-configs beir-all $(addprefix beir-,$(BEIR_DATASETS))
+.PHONY: help install test demo bench-k bench-maxsim bench-scale report baselines anserini-configs paper-configs \
+	paper-check beir-all $(addprefix beir-,$(BEIR_DATASETS))
 
 help: ## show this help
 	@echo "diffretriever-pyserini targets:"
@@ -43,7 +46,8 @@ help: ## show this help
 	@echo "  MIRROR=$(MIRROR)  BEIR mirror folder (default \$$BEIR_MIRROR; empty = official download, checksummed)"
 	@echo "  MODEL=$(MODEL) (packaged name, Dream/LLaDA/AR/encoder folder, or hub id)  ADAPTER=$(ADAPTER) (LoRA)"
 	@echo "  KQ=$(KQ)  KP=$(KP) (empty: 4, or a fine-tuned model's own)  DEVICE=$(DEVICE)  DTYPE=$(DTYPE)  BATCH=$(BATCH)  THREADS=$(THREADS)"
-	@echo "  DATASET=$(DATASET) (report)  MODES=$(MODES) (comma-separated; empty = all)  MAXSIM=$(MAXSIM) (auto|exact|candidates)"
+	@echo "  DATASET=$(DATASET) (report)  MODES=$(MODES) (comma-separated; empty = all)  MAXSIM=$(MAXSIM) (exact|candidates)"
+	@echo "  DENOISE=$(DENOISE) (denoising steps S; empty = 1, or a fine-tuned model's own)  CHECKPOINT=$(CHECKPOINT) (paper-check)"
 	@echo "  RUNS=$(RUNS)  VENV=$(VENV)  PYTHON=$(PYTHON)  TORCH_SPEC=$(TORCH_SPEC)"
 
 $(STAMP): $(SOURCES)
@@ -81,6 +85,15 @@ anserini-configs: $(STAMP) ## (re)write anserini_configs/ from the measured runs
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini encode-queries --dataset $(DATASET) $(RUN_OPTS)
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini anserini-configs $(RUN_OPTS)
 	$(PY) -m diffretriever_pyserini check-config anserini_configs/beir-v1.0.0-$(DATASET).*.yaml
+
+paper-configs: $(STAMP) ## (re)write anserini_configs/paper/ from the published numbers (data/paper-results.yaml)
+	$(PY) -m diffretriever_pyserini paper-configs
+
+paper-check: $(STAMP) ## released CHECKPOINT on DATASET vs the paper: OK / OKish / FAIL (MODEL=base, ADAPTER=adapter)
+	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini check-config \
+		anserini_configs/paper/beir-v1.0.0-$(DATASET).diffretriever-$(CHECKPOINT).yaml \
+		$(if $(MODEL:minilm=),--model $(MODEL)) $(if $(ADAPTER),--adapter $(ADAPTER)) --device $(DEVICE) \
+		--dtype $(DTYPE) --batch-size $(BATCH) $(if $(MIRROR),--mirror $(MIRROR)) --work $(RUNS)/work --runs $(RUNS)
 
 $(addprefix beir-,$(BEIR_DATASETS)): beir-%: $(STAMP)
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini run --dataset $* $(RUN_OPTS)

@@ -226,11 +226,19 @@ def cmd_anserini_configs(args) -> int:
 
 
 def cmd_check_config(args) -> int:
-    from diffretriever_pyserini.anserini import check_config
+    import yaml
 
+    from diffretriever_pyserini.anserini import check_config
+    from diffretriever_pyserini.paper import check_paper_config
+
+    overrides = {k: getattr(args, k) for k in ("model", "adapter", "device", "dtype", "batch_size", "mirror",
+                                               "work", "runs", "dense_source")}
     failed = False
     for config in args.config:
-        rows = check_config(Path(config))
+        if "paper" in (yaml.safe_load(Path(config).read_text()) or {}):
+            rows = check_paper_config(Path(config), **overrides)
+        else:
+            rows = check_config(Path(config))
         print(config)
         for model, metric, expected, measured, verdict in rows:
             shown = f"{measured:.4f}" if isinstance(measured, float) else measured
@@ -239,6 +247,14 @@ def cmd_check_config(args) -> int:
             print("  no expected results in this config (not measured here)")
         failed |= any(r[4] == "FAIL" for r in rows)
     return 1 if failed else 0
+
+
+def cmd_paper_configs(args) -> int:
+    from diffretriever_pyserini.paper import write_paper_configs
+
+    for path in write_paper_configs(Path(args.folder)):
+        print(path)
+    return 0
 
 
 def cmd_check_run(args) -> int:
@@ -307,7 +323,10 @@ COMMANDS = {
     "encode-queries": (cmd_encode_queries, "pre-encode the topics: sparse JSONL (JsonStringVector, Pyserini's cached "
                                            "encoder) and dense embedding.pkl (--encoded-queries)", True),
     "anserini-configs": (cmd_anserini_configs, "write an Anserini reproduction config per registry dataset", True),
-    "check-config": (cmd_check_config, "reproduce an Anserini config and print OK / OKish / FAIL", False),
+    "check-config": (cmd_check_config, "reproduce an Anserini config (or a paper config: the whole pipeline) and "
+                                       "print OK / OKish / FAIL", False),
+    "paper-configs": (cmd_paper_configs, "write a reproduction config per released checkpoint and dataset with a "
+                                         "published number (expected results = the paper's)", False),
     "check-run": (cmd_check_run, "validate a TREC run against its topics (fit for submission?)", False),
     "fuse": (cmd_fuse, "fuse TREC runs (RRF k=60, or normalize = min-max average) and evaluate", False),
     "evaluate": (cmd_evaluate, "evaluate a TREC run file with pytrec_eval (trec_eval -c)", False),
@@ -352,7 +371,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_budget_options(sub.choices["select-budget"])
     sub.choices["encode-queries"].add_argument("--out", default=None, help="output JSONL (default under --work)")
     sub.choices["anserini-configs"].add_argument("--folder", default="anserini_configs", help="where to write")
-    sub.choices["check-config"].add_argument("config", nargs="+", help="config YAML file(s)")
+    cc = sub.choices["check-config"]
+    cc.add_argument("config", nargs="+", help="config YAML file(s)")
+    cc.add_argument("--model", default=None, help="paper configs: the base model (folder or hub id; default: the "
+                                                  "config's base checkpoint)")
+    cc.add_argument("--adapter", default=None, help="paper configs: the released adapter (folder or hub id; "
+                                                    "default: the config's)")
+    cc.add_argument("--device", default=None, help="paper configs: auto, cpu, cuda:N")
+    cc.add_argument("--dtype", default=None, help="paper configs: auto, bf16, fp16, fp32")
+    cc.add_argument("--batch-size", type=int, default=None, help="paper configs: texts per forward pass")
+    cc.add_argument("--mirror", default=None, help="paper configs: BEIR mirror (default $BEIR_MIRROR, else download)")
+    cc.add_argument("--work", default=None, help="paper configs: work folder (default runs/work)")
+    cc.add_argument("--runs", default=None, help="paper configs: runs folder (default runs)")
+    cc.add_argument("--dense-source", default=None, choices=("hidden", "lm-head-output"),
+                    help="paper configs: read dense vectors from the LM-head output, as the reference's fine-tuned "
+                         "LLaDA readout does, to re-examine its published LLaDA numbers")
+    sub.choices["paper-configs"].add_argument("--folder", default="anserini_configs/paper", help="where to write")
     cr = sub.choices["check-run"]
     cr.add_argument("--run", required=True, help="TREC run (plain or .gz)")
     cr.add_argument("--topics", required=True, help="topics TSV (qid TAB text)")
