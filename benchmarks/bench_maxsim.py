@@ -31,8 +31,8 @@ def main() -> None:
     doc_encoder = step_encode(cfg)
     paths, prepared = Paths(cfg), step_prepare(cfg)
     topics = prepared.query_texts()
-    q_enc = DiffRetrieverQueryEncoder(doc_encoder.reader.backbone, k=cfg.k_q, max_length=cfg.q_max_length,
-                                      top_k=cfg.top_k, batch_size=cfg.batch_size)
+    q_enc = DiffRetrieverQueryEncoder(doc_encoder.reader.backbone, batch_size=cfg.batch_size,
+                                      **cfg.readout_options("query"))
     q_enc.prime(list(topics.values()))
     queries = {qid: q_enc.kvectors(text) for qid, text in topics.items()}
     store = mv.MultiVectorStore.open(paths.encodings.dense)

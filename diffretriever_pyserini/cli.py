@@ -358,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     td = sub.choices["train-data"]
     td.add_argument("--source", choices=["scifact-claims", "beir-train", "tevatron"], default="scifact-claims",
                     help="where the (query, positive) pairs come from")
-    td.add_argument("--negatives", type=int, default=1, help="BM25 hard negatives per query (1-15)")
+    td.add_argument("--negatives", type=int, default=1,
+                    help="BM25 hard negatives per query (1-100): the pool each training step draws from")
     td.add_argument("--out", default=None, help="output JSONL (default: <work>/train/<dataset>.<source>.jsonl)")
     td.add_argument("--tevatron", default=None, help="Tevatron msmarco-passage-aug JSONL (source tevatron)")
     td.add_argument("--holdout", type=int, default=0, help="examples kept out of training for select-budget")

@@ -152,3 +152,31 @@ def test_cli_evaluate_and_errors(slice_run):
     bad = subprocess.run([sys.executable, "-m", "diffretriever_pyserini", "prepare", "--dataset", "scifakt"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "valid names" in bad.stderr and "scifact" in bad.stderr
+
+
+def test_candidate_maxsim_writes_its_recall_against_exact(slice_run, tmp_path):
+    import dataclasses
+
+    cfg, _ = slice_run
+    config = json.loads((Paths(cfg).run_dir / "config.json").read_text())
+    assert config["maxsim"] == "exact"  # the default: exact, as the reference scores
+    assert "sparse_search" in config["differences_from_reference"]
+    assert config["readout_query"]["regime"] == "zero-shot" and config["readout_passage"]["top_k"] == 128
+    approx = dataclasses.replace(cfg, maxsim="candidates", modes="multi_dense", maxsim_check=20,
+                                 runs=str(tmp_path / "runs"))
+    step_search(approx)
+    report = json.loads((Paths(approx).run_dir / "multi_dense.candidates.json").read_text())
+    assert report["method"] == "candidates" and report["queries"] == 20 and report["depth"] == cfg.depth
+    assert 0.5 <= report["recall@1000"] <= 1.0 and 0.5 <= report["recall@10"] <= 1.0
+
+
+def test_self_hits_are_a_named_option():
+    from diffretriever_pyserini.pipeline import RunConfig, deliberate_differences
+    from diffretriever_pyserini.datasets import get_dataset
+
+    assert RunConfig(dataset="arguana").remove_self_hits and RunConfig(dataset="quora").remove_self_hits
+    assert not RunConfig(dataset="arguana", keep_self_hits=True).remove_self_hits
+    assert not RunConfig(dataset="scifact").remove_self_hits
+    kept = deliberate_differences(RunConfig(dataset="quora", keep_self_hits=True), get_dataset("quora"))
+    assert "kept" in kept["self_hits"]
+    assert "self_hits" not in deliberate_differences(RunConfig(), get_dataset("scifact"))

@@ -114,8 +114,9 @@ def mine_bm25_negatives(examples: list[TrainingExample], bm25_index: Path, n: in
                         threads: int = 2) -> list[TrainingExample]:
     """Hard negatives from Pyserini BM25 on the same corpus: the n top-ranked documents that are not positives
     (ties by docid), so the same inputs always give the same negatives."""
-    if not 1 <= n <= 15:
-        raise ValueError(f"hard negatives per query must be 1 to 15, got {n}")
+    if not 1 <= n <= 100:
+        raise ValueError(f"hard negatives per query must be 1 to 100, got {n}")
+    depth = max(depth, n + 50)
     from diffretriever_pyserini.search import bm25_search
 
     run = bm25_search(bm25_index, {ex.query_id: ex.query for ex in examples}, k=depth, threads=threads)
