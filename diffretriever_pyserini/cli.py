@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from diffretriever_pyserini.pipeline import RunConfig
@@ -269,11 +270,15 @@ def cmd_check_run(args) -> int:
 
 
 def cmd_fuse(args) -> int:
+    from diffretriever_pyserini.errors import UserError
     from diffretriever_pyserini.evaluation import evaluate_run_file
     from diffretriever_pyserini.fusion import normalized_fusion, reciprocal_rank_fusion
     from diffretriever_pyserini.runs import read_run, write_run
 
     runs = [read_run(r) for r in args.runs]
+    for path, run in zip(args.runs, runs):
+        if not any(run.values()):
+            raise UserError("the run has no hits; fusing it would silently give the other runs back", path)
     fused = reciprocal_rank_fusion(runs, k=args.rrf_k) if args.method == "rrf" else \
         normalized_fusion(runs, [1.0 / len(runs)] * len(runs), all_equal=args.all_equal)
     path = write_run(args.out, fused, args.tag, k=args.hits)
@@ -409,17 +414,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run a sub-command; a failure prints one line (``diffretriever-pyserini: error: ...``) and returns 2, with the
+    traceback only under ``-v``."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    from diffretriever_pyserini.datasets import DatasetError
-
     try:
         return args.func(args)
-    except (DatasetError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        log.error("%s", exc)
+    except KeyboardInterrupt:
+        print("diffretriever-pyserini: interrupted; no output was left half-written, run the same command again to "
+              "resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure ends as one line (the traceback under -v)
+        if args.verbose:
+            traceback.print_exc()
+        print(f"diffretriever-pyserini: error: {describe_error(exc)}", file=sys.stderr)
         return 2
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an exception: a UserError's own message; for anything else its type, message and a hint."""
+    from diffretriever_pyserini.errors import UserError
+
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text} (run with -v for the traceback)"
 
 
 if __name__ == "__main__":

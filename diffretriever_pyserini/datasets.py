@@ -14,11 +14,15 @@ import logging
 import os
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+from diffretriever_pyserini.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ without stripping title and text, and queries.jsonl with the exact query texts, 
 CORPUS_SHARD_SIZE = 500_000
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset name, folder or file that cannot be used; the message names the bad input."""
 
 
@@ -48,6 +52,7 @@ class BeirDataset:
     name: our name (``scifact``, ``cqadupstack-android``); archive: the official zip's stem;
     subdir: the folder inside the extracted archive; split: qrels file used for evaluation;
     md5: checksum of the official zip (None when not publicly downloadable);
+    files_sha256: (file, sha256 of its uncompressed bytes) of the official files, to verify a mirror;
     remove_query: queries are corpus documents, so drop self hits (ArguAna, Quora);
     metrics: the headline metric first.
     """
@@ -58,6 +63,7 @@ class BeirDataset:
     split: str = "test"
     md5: str | None = None
     sha256: str | None = None
+    files_sha256: tuple[tuple[str, str], ...] = ()
     remove_query: bool = False
     metrics: tuple[str, ...] = ("ndcg_cut_10", "recall_100", "recall_1000")
 
@@ -88,7 +94,10 @@ def _registry() -> dict[str, BeirDataset]:
     sets = [BeirDataset(name, name, name, md5=md5) for name, md5 in plain.items()]
     sets += [
         BeirDataset("scifact", "scifact", "scifact", md5="5f7d1de60b170fc8027bb7898e2efca1",
-                    sha256="536e14446a0ba56ed1398ab1055f39fe852686ecad24a6306c80c490fa8e0165"),
+                    sha256="536e14446a0ba56ed1398ab1055f39fe852686ecad24a6306c80c490fa8e0165",
+                    files_sha256=(  # ../shared/data/beir/SOURCES.md: the official files, uncompressed
+                        ("corpus.jsonl", "dec31c8182f3d744c7d2c09423756fd1d17cbef75808db13ba01cc0aab4d1ac6"),
+                        ("queries.jsonl", "8ff84a7c903f722981cd8d595c022660140c51867b27608a6d4910db86080313"))),
         BeirDataset("msmarco", "msmarco", "msmarco", split="dev", md5="444067daf65d982533ea17ebd59501e4",
                     metrics=("recip_rank_10", "ndcg_cut_10", "recall_100", "recall_1000")),
         BeirDataset("arguana", "arguana", "arguana", md5="8ad3e3c2a5867cdced806d6503f29b99", remove_query=True),
@@ -146,12 +155,21 @@ def download_archive(dataset: BeirDataset, cache_dir: Path, base_url: str | None
     log.info("downloading %s", url)
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
         zip_path = Path(tmp) / f"{dataset.archive}.zip"
-        with urllib.request.urlopen(url, timeout=60) as response, open(zip_path, "wb") as out:
-            shutil.copyfileobj(response, out)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(zip_path, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except urllib.error.HTTPError as exc:
+            raise DatasetError(f"download failed: HTTP {exc.code} {exc.reason}; nothing was kept (set BEIR_MIRROR to "
+                               "a local copy, or BEIR_URL to another server)", url) from exc
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise DatasetError(f"download failed: {getattr(exc, 'reason', exc)}; nothing was kept (set BEIR_MIRROR "
+                               "to a local copy)", url) from exc
         for algorithm, expected in (("md5", dataset.md5), ("sha256", dataset.sha256)):
             if expected and _digest(zip_path, algorithm) != expected:
                 raise DatasetError(f"checksum mismatch for {url}: {algorithm} is not {expected}; nothing was kept")
         extract_to = Path(tmp) / "extract"
+        if not zipfile.is_zipfile(zip_path):
+            raise DatasetError("the download is not a zip archive; nothing was kept", url)
         with zipfile.ZipFile(zip_path) as archive:
             for member in archive.namelist():
                 target = (extract_to / member).resolve()
@@ -193,30 +211,50 @@ def _find(folder: Path, stem: str) -> Path:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line number, object)``; malformed JSON or bad UTF-8 raises DatasetError naming file and line."""
+    """Yield ``(line number, object)``; malformed JSON, bad UTF-8 or a broken gzip stream raises DatasetError
+    naming file and line."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DatasetError(f"{path}:{lineno}: invalid UTF-8 ({exc.reason} at byte {exc.start})") from exc
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{lineno}: malformed JSON ({exc.msg}, column {exc.colno})") from exc
-            if not isinstance(obj, dict):
-                raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    lineno = 0
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DatasetError(f"invalid UTF-8 ({exc.reason} at byte {exc.start})", path, lineno) from exc
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(f"malformed JSON ({exc.msg}, column {exc.colno})", path, lineno) from exc
+                if not isinstance(obj, dict):
+                    raise DatasetError(f"expected a JSON object, got {type(obj).__name__}", path, lineno)
+                yield lineno, obj
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        what = "is not gzip-compressed" if isinstance(exc, gzip.BadGzipFile) and lineno == 0 else \
+            "ends early or is corrupted" if lineno == 0 else f"is truncated or corrupted after line {lineno}"
+        raise DatasetError(f"the gzip stream {what} ({type(exc).__name__}: {exc}); copy or download it again",
+                           path) from exc
 
 
-def _record_id(obj: dict, path: Path, lineno: int) -> str:
+def check_id(value: str, path, lineno: int, what: str = "id") -> str:
+    """``value`` if it can live in TREC run, qrels and FAISS docid files (no whitespace, no control character, not
+    empty); else a DatasetError naming file and line."""
+    from diffretriever_pyserini.runs import id_problem
+
+    problem = id_problem(value)
+    if problem:
+        raise DatasetError(f"{what} {value!r} {problem}, which TREC run and qrels files and FAISS docid files "
+                           "cannot hold", path, lineno)
+    return value
+
+
+def record_id(obj: dict, path: Path, lineno: int) -> str:
     for key in ("_id", "id", "docid"):
-        if key in obj and obj[key] is not None and str(obj[key]).strip():
-            return str(obj[key])
-    raise DatasetError(f"{path}:{lineno}: record has no id (expected field '_id')")
+        if key in obj and obj[key] is not None and str(obj[key]) != "":
+            return check_id(str(obj[key]), path, lineno, f"field {key!r}")
+    raise DatasetError("record has no id (expected field '_id')", path, lineno)
 
 
 def iter_corpus(folder: Path) -> Iterator[dict]:
@@ -224,7 +262,7 @@ def iter_corpus(folder: Path) -> Iterator[dict]:
     path = _find(folder, "corpus.jsonl")
     seen: dict[str, int] = {}
     for lineno, obj in read_jsonl(path):
-        docid = _record_id(obj, path, lineno)
+        docid = record_id(obj, path, lineno)
         if docid in seen:
             raise DatasetError(f"{path}:{lineno}: duplicate document id {docid!r} (first at line {seen[docid]})")
         seen[docid] = lineno
@@ -245,7 +283,7 @@ def read_qrels(folder: Path, split: str) -> dict[str, dict[str, int]]:
     if not path.is_file():
         raise DatasetError(f"missing qrels file {path}")
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # a byte-order mark must not hide the header
         for lineno, line in enumerate(f, start=1):
             parts = line.rstrip("\n").split("\t")
             if lineno == 1 and parts[0] == "query-id":
@@ -253,12 +291,13 @@ def read_qrels(folder: Path, split: str) -> dict[str, dict[str, int]]:
             if not line.strip():
                 continue
             if len(parts) != 3:
-                raise DatasetError(f"{path}:{lineno}: expected 3 tab-separated fields, got {len(parts)}")
+                raise DatasetError(f"expected 3 tab-separated fields, got {len(parts)}", path, lineno)
             try:
                 rel = int(parts[2])
             except ValueError as exc:
-                raise DatasetError(f"{path}:{lineno}: relevance {parts[2]!r} is not an integer") from exc
-            qrels.setdefault(parts[0], {})[parts[1]] = rel
+                raise DatasetError(f"relevance {parts[2]!r} is not an integer", path, lineno) from exc
+            qid = check_id(parts[0], path, lineno, "query id")
+            qrels.setdefault(qid, {})[check_id(parts[1], path, lineno, "document id")] = rel
     return qrels
 
 
@@ -267,7 +306,7 @@ def read_queries(folder: Path) -> dict[str, str]:
     path = _find(folder, "queries.jsonl")
     queries: dict[str, str] = {}
     for lineno, obj in read_jsonl(path):
-        qid = _record_id(obj, path, lineno)
+        qid = record_id(obj, path, lineno)
         if qid in queries:
             raise DatasetError(f"{path}:{lineno}: duplicate query id {qid!r}")
         queries[qid] = str(obj.get("text") or "")
@@ -314,29 +353,95 @@ class PreparedDataset:
         return (self.root / ".complete").exists()
 
 
+def source_files(dataset: BeirDataset, src: Path) -> dict[str, Path]:
+    """The BEIR files a prepared dataset is made from: corpus, queries and the evaluated qrels."""
+    return {"corpus.jsonl": _find(src, "corpus.jsonl"), "queries.jsonl": _find(src, "queries.jsonl"),
+            f"qrels/{dataset.split}.tsv": src / "qrels" / f"{dataset.split}.tsv"}
+
+
+def fingerprint(files: dict[str, Path]) -> dict[str, dict]:
+    """Path, size and modification time of each source file: cheap to compare on every run."""
+    return {name: {"path": str(path.resolve()), "size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns}
+            for name, path in files.items() if path.is_file()}
+
+
+def content_sha256(path: Path) -> str:
+    """sha256 of a file's uncompressed bytes (a ``.gz`` file is hashed as what it decompresses to)."""
+    h = hashlib.sha256()
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DatasetError(f"the gzip stream is truncated or corrupted ({type(exc).__name__}: {exc})", path) from exc
+    return h.hexdigest()
+
+
+def verify_sources(dataset: BeirDataset, files: dict[str, Path]) -> dict[str, str]:
+    """Check the source files against the official checksums the registry knows; returns {file: verdict}.
+
+    A file that differs from the official one is prepared anyway (a slice or an edited copy can be useful) with a
+    warning that its runs are not comparable with published numbers; a file without a known checksum is said so.
+    """
+    known = dict(dataset.files_sha256)
+    verdicts = {}
+    for name, path in files.items():
+        if name not in known:
+            verdicts[name] = "not verified: the registry has no checksum for this file"
+            continue
+        digest = content_sha256(path)
+        if digest == known[name]:
+            verdicts[name] = "official (sha256 verified)"
+        else:
+            verdicts[name] = f"differs from the official file (sha256 {digest}, official {known[name]})"
+            log.warning("%s differs from the official BEIR %s (sha256 %s, official %s): runs on it are not "
+                        "comparable with published numbers", path, name, digest[:12], known[name][:12])
+    unknown = [n for n, v in verdicts.items() if v.startswith("not verified")]
+    if unknown:
+        log.info("%s: no official checksum known for %s; not verified", dataset.name, ", ".join(unknown))
+    return verdicts
+
+
 def prepare(dataset: BeirDataset, out_root: Path, mirror=None, shard_size: int = CORPUS_SHARD_SIZE) -> PreparedDataset:
     """Convert a BEIR dataset into Pyserini inputs under ``out_root/<name>`` (skipped when already complete).
 
     Writes into a temporary folder renamed into place at the end, so an interrupted run leaves no folder that looks
     complete. Documents with an empty title and text are kept (their prompt still encodes) and counted in the log.
+    The source files' fingerprints (path, size, time) and checksums are recorded: a prepared folder is reused only
+    for the same sources, so another mirror or an edited file is prepared again. One process prepares at a time.
     """
+    from diffretriever_pyserini.writers import exclusive
+
     prepared = PreparedDataset(dataset, Path(out_root) / dataset.name)
+    with exclusive(prepared.root):
+        return _prepare(dataset, prepared, mirror, shard_size)
+
+
+def _prepare(dataset: BeirDataset, prepared: PreparedDataset, mirror, shard_size: int) -> PreparedDataset:
+    src = source_dir(dataset, mirror)
+    files = source_files(dataset, src)
     if prepared.is_complete():
-        made = json.loads((prepared.root / "dataset.json").read_text()).get("format")
-        if made == PREPARE_FORMAT:
+        made = json.loads((prepared.root / "dataset.json").read_text())
+        if made.get("format") == PREPARE_FORMAT and made.get("sources") == fingerprint(files):
             log.info("%s already prepared in %s", dataset.name, prepared.root)
             return prepared
-        log.warning("%s in %s was prepared by an older version (format %s, now %s); preparing it again",
-                    dataset.name, prepared.root, made, PREPARE_FORMAT)
-    src = source_dir(dataset, mirror)
+        why = (f"by an older version (format {made.get('format')}, now {PREPARE_FORMAT})"
+               if made.get("format") != PREPARE_FORMAT else f"from other source files than {src}")
+        log.warning("%s in %s was prepared %s; preparing it again", dataset.name, prepared.root, why)
+    verdicts = verify_sources(dataset, files)
     qrels = read_qrels(src, dataset.split)
     queries = read_queries(src)
     missing = sorted(set(qrels) - set(queries))
     if missing:
         raise DatasetError(f"{src}: {len(missing)} judged queries have no text in queries.jsonl, e.g. {missing[:3]}")
-    prepared.root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dataset.name}-", dir=prepared.root.parent))
-    try:
+    empty = sorted(q for q in qrels if not queries[q].strip())
+    if empty:
+        log.warning("%s: %d judged queries have empty text (e.g. %s); they are encoded from the prompt alone",
+                    files["queries.jsonl"], len(empty), empty[:3])
+    from diffretriever_pyserini.writers import AtomicDir
+
+    with AtomicDir(prepared.root) as tmp:
         (tmp / "corpus").mkdir()
         n_docs = n_empty = 0
         out = None
@@ -362,17 +467,11 @@ def prepare(dataset: BeirDataset, out_root: Path, mirror=None, shard_size: int =
             for qid in sorted(qrels, key=_natural_key):
                 for docid, rel in sorted(qrels[qid].items()):
                     f.write(f"{qid} 0 {docid} {rel}\n")
-        stats = {"format": PREPARE_FORMAT, "dataset": dataset.name, "source": str(src), "documents": n_docs,
-                 "empty_documents": n_empty,
-                 "queries": len(qrels), "qrels": sum(len(v) for v in qrels.values())}
+        stats = {"format": PREPARE_FORMAT, "dataset": dataset.name, "source": str(src),
+                 "sources": fingerprint(files), "verification": verdicts, "documents": n_docs,
+                 "empty_documents": n_empty, "queries": len(qrels), "qrels": sum(len(v) for v in qrels.values())}
         (tmp / "dataset.json").write_text(json.dumps(stats, indent=2) + "\n")
         (tmp / ".complete").write_text("")
-        if prepared.root.exists():
-            shutil.rmtree(prepared.root)
-        tmp.rename(prepared.root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if n_empty:
         log.warning("%s: %d documents have neither title nor text; they are kept and encoded from the prompt alone",
                     dataset.name, n_empty)

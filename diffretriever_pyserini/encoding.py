@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 from tqdm import tqdm
 
 from diffretriever_pyserini import __version__
+from diffretriever_pyserini.errors import UserError, disk_full_error
 from diffretriever_pyserini.writers import FaissWriter, SparseWriter, file_checksum
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,33 @@ def encode_corpus(encoder, docs: Iterable[dict], outputs: EncodeOutputs, batch_s
     meta = {"readout": reader.metadata(), "versions": versions(), **(metadata or {})}
     stats = {"documents": 0, "truncated": 0, "empty": 0}
     progress = tqdm(total=total, unit="doc", desc="encode corpus", mininterval=2.0)
+    try:
+        _encode_into(reader, docs, outputs, meta, stats, progress, batch_size, sort_window, kvector_dtype)
+    except UserError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and disk_full_error(cause, outputs.root) is not None:
+            raise disk_full_error(cause, outputs.root, _bytes_needed(reader, total, kvector_dtype)) from cause
+        raise
+    progress.close()
+    if stats["truncated"]:
+        log.info("%d of %d documents were longer than max_length=%d and had their text truncated",
+                 stats["truncated"], stats["documents"], reader.config.max_length)
+    return stats
+
+
+def _bytes_needed(reader, total: int | None, kvector_dtype: str) -> int | None:
+    """About how much an encoding of ``total`` documents writes: the K vectors (written, then copied into
+    ``kvectors.npy``), the single vectors, a few KB of sparse terms per document."""
+    if not total:
+        return None
+    width = reader.backbone.vocab_size if reader.config.dense_source == "lm-head-output" else \
+        reader.backbone.hidden_size
+    item = 2 if kvector_dtype == "float16" else 4
+    return total * (2 * reader.config.k * width * item + 4 * width + 4096)
+
+
+def _encode_into(reader, docs, outputs: EncodeOutputs, meta: dict, stats: dict, progress, batch_size: int,
+                 sort_window: int, kvector_dtype: str) -> None:
     with SparseWriter(outputs.sparse, meta) as sparse, FaissWriter(outputs.dense, meta, kvector_dtype) as dense:
         for window in _windows(docs, sort_window):
             lengths = reader.token_lengths([d["contents"] for d in window])
@@ -93,11 +121,6 @@ def encode_corpus(encoder, docs: Iterable[dict], outputs: EncodeOutputs, batch_s
                 stats["empty"] += sum(not t for t in texts)
                 progress.update(len(batch))
         sparse.metadata["stats"] = dense.metadata["stats"] = stats
-    progress.close()
-    if stats["truncated"]:
-        log.info("%d of %d documents were longer than max_length=%d and had their text truncated",
-                 stats["truncated"], stats["documents"], reader.config.max_length)
-    return stats
 
 
 def corpus_metadata(corpus_dir: Path) -> dict:

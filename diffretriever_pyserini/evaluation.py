@@ -9,22 +9,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.runs import Run, ranked, read_run
 
 DEFAULT_METRICS = ("ndcg_cut_10", "recall_100", "recall_1000")
 
 
 def read_qrels(path) -> dict[str, dict[str, int]]:
-    """TREC qrels ``qid 0 docid rel``."""
+    """TREC qrels ``qid 0 docid rel`` (plain or .gz, a byte-order mark ignored); a bad line or a file without any
+    judgment raises UserError naming file and line."""
+    from diffretriever_pyserini.runs import open_text
+
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             parts = line.split()
             if not parts:
                 continue
             if len(parts) != 4:
-                raise ValueError(f"{path}:{lineno}: expected 'qid 0 docid rel'")
-            qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
+                raise UserError(f"expected 'qid 0 docid rel', got {len(parts)} fields", path, lineno)
+            try:
+                rel = int(parts[3])
+            except ValueError as exc:
+                raise UserError(f"relevance {parts[3]!r} is not an integer", path, lineno) from exc
+            qrels.setdefault(parts[0], {})[parts[2]] = rel
+    if not qrels:
+        raise UserError("no judgments in the qrels file", path)
     return qrels
 
 
@@ -32,6 +42,8 @@ def evaluate(qrels: dict[str, dict[str, int]], run: Run, metrics=DEFAULT_METRICS
     """Mean of each metric over all judged queries (``-c``): a judged query absent from the run scores 0."""
     import pytrec_eval
 
+    if not qrels:
+        raise UserError("no judged queries to evaluate")
     results: dict[str, float] = {}
     plain = [m for m in metrics if not m.startswith("recip_rank_")]
     measures = {m.rsplit("_", 1)[0] if m.rsplit("_", 1)[-1].isdigit() else m for m in plain}  # ndcg_cut_10 -> ndcg_cut

@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diffretriever_pyserini.errors import UserError
+
 log = logging.getLogger(__name__)
 
 RETRIEVER_CONFIG = "retriever_config.json"
@@ -28,7 +30,7 @@ TRAINED_EOT_FALLBACK = 126348
 is found in the tokenizer."""
 
 
-class FineTunedError(ValueError):
+class FineTunedError(UserError):
     """A fine-tuned folder that cannot be read as trained, or that does not fit the loaded backbone."""
 
 

@@ -10,28 +10,40 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from diffretriever_pyserini.child import command
+from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.java import ensure_java
-from diffretriever_pyserini.writers import AtomicDir, read_metadata, write_metadata
+from diffretriever_pyserini.writers import AtomicDir, exclusive, read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
 
 
 def _pyserini_index(args: list[str], index_dir: Path, metadata: dict) -> Path:
     ensure_java()
-    with AtomicDir(index_dir) as tmp:
-        cmd = [sys.executable, "-m", "pyserini.index.lucene", *args, "--index", str(tmp / "index")]
-        log.info("running %s", " ".join(cmd))
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-        if proc.returncode != 0:
-            raise RuntimeError(f"pyserini.index.lucene failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-        for item in (tmp / "index").iterdir():
-            item.rename(tmp / item.name)
-        (tmp / "index").rmdir()
-        write_metadata(tmp, {**metadata, "command": " ".join(cmd[1:])})
+    with exclusive(index_dir):
+        if index_is_complete(index_dir):  # another process built it while this one waited
+            return Path(index_dir)
+        with AtomicDir(index_dir) as tmp:
+            cmd = command("pyserini.index.lucene", *args, "--index", str(tmp / "index"))
+            log.info("running %s", " ".join(cmd))
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(),
+                                  stdin=subprocess.DEVNULL)
+            if proc.returncode != 0:
+                log.error("pyserini.index.lucene output:\n%s", proc.stderr[-3000:])
+                space = ", no space left on the device" if "No space left" in proc.stderr else ""
+                raise UserError(f"pyserini.index.lucene failed (exit code {proc.returncode}{space}; its output is "
+                                "logged above)", index_dir)
+            _finish_index(tmp, cmd, metadata)
     return Path(index_dir)
+
+
+def _finish_index(tmp: Path, cmd: list[str], metadata: dict) -> None:
+    for item in (tmp / "index").iterdir():
+        item.rename(tmp / item.name)
+    (tmp / "index").rmdir()
+    write_metadata(tmp, {**metadata, "command": " ".join(cmd[4:])})
 
 
 def build_impact_index(sparse_dir: Path, index_dir: Path, threads: int = 2) -> Path:

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from diffretriever_pyserini import finetuned
 from diffretriever_pyserini.datasets import get_dataset, iter_prepared_corpus, prepare
+from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.evaluation import evaluate_run_file
 from diffretriever_pyserini.fusion import FUSION_DEPTH, FUSION_WEIGHTS, normalized_fusion, reciprocal_rank_fusion
 from diffretriever_pyserini.multivector import DEFAULT_DEPTH
 from diffretriever_pyserini.runs import write_run
-from diffretriever_pyserini.writers import read_metadata
+from diffretriever_pyserini.writers import exclusive, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class RunConfig:
         modes = [m.strip() for m in self.modes.split(",") if m.strip()]
         unknown = [m for m in modes if m not in MODES]
         if unknown:
-            raise ValueError(f"unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
+            raise UserError(f"unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
         return modes
 
     def resolved(self) -> "RunConfig":
@@ -156,7 +157,32 @@ class RunConfig:
         the zero-shot defaults (K 4, max_length 256 on both sides, one pass)."""
         defaults = finetuned.run_defaults(self.model, self.adapter)
         return dataclasses.replace(self, **{name: value if getattr(self, name) is None else getattr(self, name)
-                                            for name, value in defaults.items()})
+                                            for name, value in defaults.items()}).validate()
+
+    def validate(self) -> "RunConfig":
+        """Refuse values no step can use, naming the option (a one-line error rather than a failure later)."""
+        positive = {"--batch-size": self.batch_size, "--hits": self.hits, "--window": self.window,
+                    "--shard-num": self.shard_num, "--workers": self.workers, "--threads": self.threads,
+                    "--depth": self.depth, "--k-q": self.k_q, "--k-p": self.k_p,
+                    "--q-max-length": self.q_max_length, "--p-max-length": self.p_max_length,
+                    "--denoise-steps": self.denoise_steps, "--top-k": self.top_k}
+        for flag, value in positive.items():
+            if value is not None and value < 1:
+                raise UserError(f"{flag} must be at least 1, got {value}")
+        for flag, value in {"--promptreps-fallback": self.promptreps_fallback,
+                            "--maxsim-check": self.maxsim_check}.items():
+            if value < 0:
+                raise UserError(f"{flag} must not be negative, got {value}")
+        if self.shard_id is not None and not 0 <= self.shard_id < self.shard_num:
+            raise UserError(f"--shard-id {self.shard_id} is outside 0..{self.shard_num - 1} (--shard-num "
+                            f"{self.shard_num})")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                raise UserError(f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}")
+        self.mode_list()
+        return self
 
     def backbone_options(self) -> dict:
         """Keyword arguments for ``load_backbone``."""
@@ -268,11 +294,21 @@ def encoding_request(cfg: RunConfig) -> dict:
 
 def step_encode(cfg: RunConfig, doc_encoder=None):
     """Corpus -> sparse JsonVectorCollection + FAISS index (skipped when complete); returns the encoder (None when
-    the work ran in other processes). Sharded when ``shard_num`` > 1, ``workers`` > 1 or ``engine`` is ray."""
+    the work ran in other processes). Sharded when ``shard_num`` > 1, ``workers`` > 1 or ``engine`` is ray.
+
+    One run writes an encoding at a time: a second run of the same condition waits for the first (``--shard-id``
+    runs lock their own shard only, so machines sharing the work folder encode in parallel)."""
     cfg = cfg.resolved()
+    prepared, paths = step_prepare(cfg), Paths(cfg)
+    if cfg.shard_id is not None:
+        return _encode(cfg, prepared, paths, doc_encoder)
+    with exclusive(paths.encodings.root):
+        return _encode(cfg, prepared, paths, doc_encoder)
+
+
+def _encode(cfg: RunConfig, prepared, paths: Paths, doc_encoder):
     from diffretriever_pyserini.encoding import corpus_metadata, encode_corpus
 
-    prepared, paths = step_prepare(cfg), Paths(cfg)
     request = encoding_request(cfg)
     if paths.encodings.is_complete():
         stored = read_metadata(paths.encodings.sparse).get("request")
@@ -301,10 +337,8 @@ def step_encode(cfg: RunConfig, doc_encoder=None):
 
             sharding.run_ray(jobs, factory, actors=cfg.workers,
                              gpus_per_actor=1.0 if torch.cuda.is_available() and cfg.device != "cpu" else 0.0)
-        elif cfg.engine == "local":
-            sharding.run_local(jobs, factory, cfg.workers, cfg.device)
         else:
-            raise ValueError(f"engine must be local or ray, got {cfg.engine!r}")
+            sharding.run_local(jobs, factory, cfg.workers, cfg.device)
         sharding.merge_shards(jobs, paths.encodings)
         return doc_encoder
     doc_encoder = doc_encoder or _document_encoder(cfg)
@@ -452,9 +486,15 @@ def run_meanpool_control(cfg: RunConfig, max_length: int = 256) -> dict:
     from diffretriever_pyserini.search import dense_searcher, search_topics
     from diffretriever_pyserini.writers import AtomicDir
 
+    from diffretriever_pyserini.backbones.checkpoint import read_config
+
     dataset, prepared = get_dataset(cfg.dataset), step_prepare(cfg)
     model_dir = str(model_folder(cfg.model))
-    dim = json.loads((Path(model_dir) / "config.json").read_text())["hidden_size"]
+    config = read_config(Path(model_dir))
+    if config.get("auto_map"):  # Pyserini's own encoder would offer to run the folder's code
+        raise UserError("config.json names custom code (auto_map); the mean-pooling control runs Pyserini's own "
+                        "encoder, which would offer to execute it, so it refuses this model", model_dir)
+    dim = config["hidden_size"]
     index_dir = Path(cfg.work) / "indexes" / dataset.name / f"meanpool.{Path(model_dir).name}"
     if not (index_dir / "index").is_file():
         with AtomicDir(index_dir) as tmp:
@@ -465,7 +505,7 @@ def run_meanpool_control(cfg: RunConfig, max_length: int = 256) -> dict:
                    "--fields", "title", "text", "--dimension", str(dim), "--max-length", str(max_length),
                    "--batch-size", str(cfg.batch_size), "--device", cfg.device or "cpu"]
             log.info("running %s", " ".join(cmd))
-            proc = subprocess.run(cmd)  # Pyserini's own progress bar goes to the terminal
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL)  # its progress bar goes to the terminal
             if proc.returncode != 0:
                 raise RuntimeError(f"pyserini.encode failed with exit code {proc.returncode} (its output is above)")
     from pyserini.encode import AutoQueryEncoder

@@ -6,9 +6,14 @@ A run is ``{qid: {docid: score}}`` in memory; on disk ``qid Q0 docid rank score 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import tempfile
+import unicodedata
+import zlib
 from pathlib import Path
+
+from diffretriever_pyserini.errors import UserError
 
 Run = dict[str, dict[str, float]]
 
@@ -27,8 +32,13 @@ def write_run(path: str | os.PathLike, run: Run, tag: str, k: int = 1000, topic_
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if any(c.isspace() for c in tag) or not tag:
-        raise ValueError(f"run tag {tag!r} must be one word (TREC submissions reject spaces)")
+        raise UserError(f"run tag {tag!r} must be one word (TREC submissions reject spaces)", path)
     topics = list(topic_order) if topic_order is not None else sorted(run)
+    for qid in topics:  # nothing a TREC run cannot hold: ids with whitespace, scores that are not finite numbers
+        for docid, score in run.get(qid, {}).items():
+            if not math.isfinite(score) or id_problem(qid) or id_problem(docid):
+                raise UserError(f"topic {qid!r}, document {docid!r}: score {score} or an id cannot be written to a "
+                                "TREC run (ids must be one word, scores finite)", path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         raw = os.fdopen(fd, "wb")
@@ -50,24 +60,64 @@ def _text(binary):
     return io.TextIOWrapper(binary, encoding="utf-8", newline="\n")
 
 
-def _open_text(path):
-    return gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") else open(path, encoding="utf-8")
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a topic or document id of TREC runs, qrels and FAISS docid files (None if it can):
+    empty, or holding whitespace or a control character."""
+    if not value:
+        return "is empty"
+    bad = next((c for c in value if c.isspace() or unicodedata.category(c) == "Cc"), None)
+    return None if bad is None else f"contains whitespace or a control character ({bad!r})"
+
+
+class _CheckedText:
+    """Lines of a text file (plain or gzip, a byte-order mark dropped); a broken gzip stream or bad UTF-8 raises
+    UserError naming the file."""
+
+    def __init__(self, path):
+        self.path = path
+        self.handle = (gzip.open(path, "rt", encoding="utf-8-sig") if str(path).endswith(".gz")
+                       else open(path, encoding="utf-8-sig"))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+    def __iter__(self):
+        try:
+            yield from self.handle
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise UserError(f"not a complete gzip file ({type(exc).__name__}: {exc})", self.path) from exc
+        except UnicodeDecodeError as exc:
+            raise UserError(f"not UTF-8 text ({exc.reason})", self.path) from exc
+
+
+def open_text(path) -> _CheckedText:
+    """Open a run, qrels or topics file (plain or .gz) for reading lines, with errors that name the file."""
+    if not Path(path).is_file():
+        raise UserError("no such file", path)
+    return _CheckedText(path)
 
 
 def read_run(path: str | os.PathLike) -> Run:
-    """Read a TREC run (plain or .gz); a malformed line raises ValueError naming file and line."""
+    """Read a TREC run (plain or .gz); a malformed line or a score that is not a finite number raises UserError
+    naming file and line."""
     run: Run = {}
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             parts = line.split()
             if not parts:
                 continue
             if len(parts) != 6:
-                raise ValueError(f"{path}:{lineno}: expected 6 fields 'qid Q0 docid rank score tag'")
+                raise UserError(f"expected 6 fields 'qid Q0 docid rank score tag', got {len(parts)}", path, lineno)
             try:
-                run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
+                score = float(parts[4])
             except ValueError as exc:
-                raise ValueError(f"{path}:{lineno}: score {parts[4]!r} is not a number") from exc
+                raise UserError(f"score {parts[4]!r} is not a number", path, lineno) from exc
+            if not math.isfinite(score):
+                raise UserError(f"score {parts[4]!r} is not a finite number", path, lineno)
+            run.setdefault(parts[0], {})[parts[2]] = score
     return run
 
 
@@ -87,7 +137,7 @@ def check_run(path, topics, max_hits: int = 1000) -> list[str]:
     hits: dict[str, int] = {}
     last: dict[str, tuple[int, float]] = {}
     tags = set()
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             parts = line.split()
             where = f"{path}:{lineno}"
@@ -101,6 +151,9 @@ def check_run(path, topics, max_hits: int = 1000) -> list[str]:
                 rank_i, score_f = int(rank), float(score)
             except ValueError:
                 problems.append(f"{where}: rank {rank!r} must be an integer and score {score!r} a number")
+                continue
+            if not math.isfinite(score_f):
+                problems.append(f"{where}: score {score!r} is not a finite number")
                 continue
             tags.add(tag)
             hits[qid] = hits.get(qid, 0) + 1

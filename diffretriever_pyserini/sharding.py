@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from diffretriever_pyserini.encoding import EncodeOutputs, encode_corpus
-from diffretriever_pyserini.writers import AtomicDir, file_checksum, read_metadata, write_metadata
+from diffretriever_pyserini.writers import AtomicDir, exclusive, file_checksum, read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +82,23 @@ def encode_shard(encoder, job: ShardJob) -> dict:
     from diffretriever_pyserini.datasets import iter_prepared_corpus
 
     folder = job.folder
-    if shard_is_complete(folder):
-        log.info("shard %d/%d is complete; skipping", job.shard_id, job.shard_num)
-        return json.loads((folder / MARKER).read_text())["stats"]
-    if folder.exists():
-        shutil.rmtree(folder)  # an incomplete shard is redone from scratch
-    docs = itertools.islice(iter_prepared_corpus(Path(job.corpus_dir)), job.start, job.end)
-    meta = {**job.metadata, "shard": {"id": job.shard_id, "num": job.shard_num, "start": job.start, "end": job.end}}
-    stats = encode_corpus(encoder, docs, EncodeOutputs(folder), batch_size=job.batch_size, sort_window=job.window,
-                          total=job.end - job.start, metadata=meta, kvector_dtype=job.kvector_dtype)
-    checksums = {str(p.relative_to(folder)): file_checksum([p]) for p in _output_files(folder)}
-    tmp = folder / (MARKER + ".tmp")
-    tmp.write_text(json.dumps({"stats": stats, "sha256": checksums, "range": [job.start, job.end]}, indent=1))
-    os.replace(tmp, folder / MARKER)
-    return stats
+    with exclusive(folder):  # two runs on one work folder: the second waits, then finds the shard complete
+        if shard_is_complete(folder):
+            log.info("shard %d/%d is complete; skipping", job.shard_id, job.shard_num)
+            return json.loads((folder / MARKER).read_text())["stats"]
+        if folder.exists():
+            shutil.rmtree(folder)  # an incomplete shard is redone from scratch
+        docs = itertools.islice(iter_prepared_corpus(Path(job.corpus_dir)), job.start, job.end)
+        meta = {**job.metadata, "shard": {"id": job.shard_id, "num": job.shard_num, "start": job.start,
+                                          "end": job.end}}
+        stats = encode_corpus(encoder, docs, EncodeOutputs(folder), batch_size=job.batch_size,
+                              sort_window=job.window, total=job.end - job.start, metadata=meta,
+                              kvector_dtype=job.kvector_dtype)
+        checksums = {str(p.relative_to(folder)): file_checksum([p]) for p in _output_files(folder)}
+        tmp = folder / (MARKER + ".tmp")
+        tmp.write_text(json.dumps({"stats": stats, "sha256": checksums, "range": [job.start, job.end]}, indent=1))
+        os.replace(tmp, folder / MARKER)
+        return stats
 
 
 def pending(jobs: list[ShardJob]) -> list[ShardJob]:

@@ -7,20 +7,31 @@ complete. Each finished folder holds a ``metadata.json`` saying how it was made.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from diffretriever_pyserini.errors import UserError, disk_full_error
+
+log = logging.getLogger(__name__)
 
 METADATA = "metadata.json"
 
 
 class AtomicDir:
-    """A folder written under a temporary name and renamed to ``final`` on success (replacing an old one)."""
+    """A folder written under a temporary name and renamed to ``final`` on success (replacing an old one).
+
+    The temporary folder (``.<name>.tmp-<pid>-*`` beside the target) is removed on every failure path; one left by a
+    process that was killed (its pid no longer running) is removed the next time the same output is written.
+    """
 
     def __init__(self, final: str | os.PathLike):
         self.final = Path(final)
@@ -28,17 +39,81 @@ class AtomicDir:
 
     def __enter__(self) -> Path:
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-", dir=self.final.parent))
+        remove_stale_temporaries(self.final)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-{os.getpid()}-", dir=self.final.parent))
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if isinstance(exc, OSError):
+                error = disk_full_error(exc, self.final)
+                if error is not None:
+                    raise error from exc
             return False
-        if self.final.exists():
-            shutil.rmtree(self.final)
-        self.tmp.rename(self.final)
+        try:
+            if self.final.exists():
+                shutil.rmtree(self.final)
+            self.tmp.rename(self.final)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         return False
+
+
+def remove_stale_temporaries(final: Path) -> list[Path]:
+    """Remove ``.<name>.tmp-<pid>-*`` folders beside ``final`` whose writing process is gone (killed); returns them."""
+    removed = []
+    for stale in Path(final).parent.glob(f".{Path(final).name}.tmp-*"):
+        pid = stale.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def exclusive(output: str | os.PathLike):
+    """Hold the lock of one output (``.<name>.lock`` beside it) while a step writes it: a second process asked
+    for the same output waits, saying so, and then finds it complete. The lock dies with its process."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output.parent / f".{output.name}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            log.warning("%s is being written by another process (pid %s); waiting for it to finish", output, holder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_docids(docids, output) -> None:
+    """Refuse document ids a docid file (one per line) or a TREC run cannot hold (whitespace, control characters)."""
+    from diffretriever_pyserini.runs import id_problem
+
+    for docid in docids:
+        problem = id_problem(docid)
+        if problem:
+            raise UserError(f"document id {docid!r} {problem}", output)
 
 
 def write_metadata(folder: Path, metadata: dict) -> None:
@@ -78,6 +153,7 @@ class SparseWriter:
         return self
 
     def write(self, docids, contents, vectors) -> None:
+        check_docids(docids, self._dir.final)
         for docid, text, vector in zip(docids, contents, vectors):
             if any(not isinstance(v, int) for v in vector.values()):
                 raise TypeError(f"document {docid}: impacts must be integers (Lucene truncates floats)")
@@ -85,9 +161,14 @@ class SparseWriter:
             self.count += 1
 
     def __exit__(self, exc_type, exc, tb):
-        self._file.close()
-        if exc_type is None:
-            write_metadata(self._dir.tmp, {**self.metadata, "documents": self.count, "format": "JsonVectorCollection"})
+        try:
+            self._file.close()
+            if exc_type is None:
+                write_metadata(self._dir.tmp, {**self.metadata, "documents": self.count,
+                                               "format": "JsonVectorCollection"})
+        except BaseException as error:  # a full disk can surface only at close(): nothing half-written stays
+            self._dir.__exit__(type(error), error, error.__traceback__)
+            raise
         return self._dir.__exit__(exc_type, exc, tb)
 
 
@@ -117,6 +198,7 @@ class FaissWriter:
     def write(self, docids, single: np.ndarray, kvectors: np.ndarray) -> None:
         import faiss
 
+        check_docids(docids, self._dir.final)
         single = np.ascontiguousarray(single, dtype=np.float32)
         kvectors = np.ascontiguousarray(kvectors, dtype=self._kdtype)
         if self._index is None:
@@ -133,18 +215,22 @@ class FaissWriter:
     def __exit__(self, exc_type, exc, tb):
         import faiss
 
-        self._docids.close()
-        self._kvec.close()
-        if exc_type is None and self._index is None:
-            self._dir.__exit__(ValueError, None, None)  # discard the empty folder
-            raise ValueError(f"{self._dir.final}: no vectors were written")
-        if exc_type is None:
-            tmp = self._dir.tmp
-            faiss.write_index(self._index, str(tmp / "index"))
-            _raw_to_npy(tmp / "kvectors.raw", tmp / "kvectors.npy", (self.count, *self._shape), self._kdtype)
-            write_metadata(tmp, {**self.metadata, "documents": self.count, "dimension": int(self._shape[1]),
-                                 "k": int(self._shape[0]), "faiss": "IndexFlatIP", "kvector_dtype": self._kdtype.name,
-                                 "single_vector": "mean of the kept normalised K vectors"})
+        try:
+            self._docids.close()
+            self._kvec.close()
+            if exc_type is None and self._index is None:
+                raise UserError("no vectors were written", self._dir.final)
+            if exc_type is None:
+                tmp = self._dir.tmp
+                faiss.write_index(self._index, str(tmp / "index"))
+                _raw_to_npy(tmp / "kvectors.raw", tmp / "kvectors.npy", (self.count, *self._shape), self._kdtype)
+                write_metadata(tmp, {**self.metadata, "documents": self.count, "dimension": int(self._shape[1]),
+                                     "k": int(self._shape[0]), "faiss": "IndexFlatIP",
+                                     "kvector_dtype": self._kdtype.name,
+                                     "single_vector": "mean of the kept normalised K vectors"})
+        except BaseException as error:  # a full disk can surface only when finishing: nothing half-written stays
+            self._dir.__exit__(type(error), error, error.__traceback__)
+            raise
         return self._dir.__exit__(exc_type, exc, tb)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from diffretriever_pyserini.backbones.base import Backbone
+from diffretriever_pyserini.errors import UserError
 
 
 def _load_masked_lm(source: str, device=None, dtype=None, adapter=None, **_) -> Backbone:
@@ -51,7 +52,7 @@ MODEL_TYPES = {  # config.json model_type (lower-cased) -> family
 }
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError):
     """An unknown family or a model that cannot be found; the message names the supported options."""
 
 

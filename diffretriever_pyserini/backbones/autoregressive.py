@@ -13,7 +13,8 @@ import inspect
 import torch
 
 from diffretriever_pyserini.backbones.base import Backbone, resolve_device, resolve_dtype
-from diffretriever_pyserini.backbones.checkpoint import load_tokenizer, local_folder, merge_lora, token_id
+from diffretriever_pyserini.backbones.checkpoint import (load_tokenizer, local_folder, merge_lora,
+                                                         require_safetensors, token_id)
 from diffretriever_pyserini.backbones.layers import position_ids
 
 
@@ -29,6 +30,7 @@ class AutoregressiveBackbone(Backbone):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         folder = local_folder(self.source)
+        require_safetensors(folder)
         self.tokenizer = load_tokenizer(folder)
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, use_safetensors=True,
                                                      attn_implementation="sdpa", trust_remote_code=False)

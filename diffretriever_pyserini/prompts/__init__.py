@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from diffretriever_pyserini.errors import UserError
+
 SIDES = ("passage", "query")
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 """Count words the prompts may name; a prompt is rewritten to name K (the reference's K adaptation)."""
@@ -21,7 +23,7 @@ SIDE_FIELDS = ("user_prefix", "user_suffix", "assistant_prefix")
 DEFAULT_TEMPLATE = "zero_shot"
 
 
-class PromptError(ValueError):
+class PromptError(UserError):
     """A template file that is missing, malformed or lacks a field; the message names file and field."""
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from diffretriever_pyserini.datasets import get_dataset, source_dir
-from diffretriever_pyserini.training.data import (beir_train_qrels, mine_bm25_negatives, per_pair,
-                                                  scifact_training_claims, tevatron, write_examples)
+from diffretriever_pyserini.datasets import DatasetError, get_dataset, source_dir
+from diffretriever_pyserini.training.data import (beir_train_qrels, keep_known_documents, mine_bm25_negatives,
+                                                  per_pair, scifact_training_claims, tevatron, write_examples)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,13 @@ def build_training_data(cfg, source: str, negatives: int, out: str | None, tevat
         return out_path, write_examples(out_path, examples)  # Tevatron files carry their own hard negatives
     else:
         raise ValueError(f"unknown training source {source!r}")
+    from diffretriever_pyserini.datasets import iter_prepared_corpus
+    from diffretriever_pyserini.pipeline import step_prepare
+
+    corpus_ids = {d["id"] for d in iter_prepared_corpus(step_prepare(cfg).corpus_dir)}
+    examples = keep_known_documents(examples, corpus_ids, f"{dataset.name} ({source})")
+    if not examples:
+        raise DatasetError(f"no training example of {source} has a positive in the {dataset.name} corpus")
     examples = mine_bm25_negatives(examples, bm25_index(cfg), n=negatives, threads=cfg.threads)
     if holdout:
         examples.sort(key=lambda e: (len(e.query_id), e.query_id))

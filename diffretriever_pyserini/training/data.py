@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from diffretriever_pyserini.datasets import DatasetError, document_text, read_jsonl, read_qrels, read_queries
+from diffretriever_pyserini.datasets import (DatasetError, document_text, read_jsonl, read_qrels, read_queries,
+                                             record_id)
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,12 @@ def scifact_training_claims(folder: Path, test_split: str = "test") -> list[Trai
     test = set(read_qrels(folder, test_split))
     examples = []
     path = next(p for p in (folder / "queries.jsonl", folder / "queries.jsonl.gz") if p.exists())
-    for _, obj in read_jsonl(path):
-        qid = str(obj["_id"])
-        evidence = sorted((obj.get("metadata") or {}).keys(), key=lambda d: (len(d), d))
+    for lineno, obj in read_jsonl(path):
+        qid = record_id(obj, path, lineno)
+        metadata = obj.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise DatasetError("field 'metadata' must be an object naming the evidence documents", path, lineno)
+        evidence = sorted(metadata.keys(), key=lambda d: (len(d), d))
         if qid in test or not evidence:
             continue
         examples.append(TrainingExample(qid, " ".join(str(obj["text"]).split()), evidence))
@@ -79,11 +83,35 @@ def scifact_training_claims(folder: Path, test_split: str = "test") -> list[Trai
 
 
 def beir_train_qrels(folder: Path, split: str = "train") -> list[TrainingExample]:
-    """Examples from a BEIR dataset's ``qrels/train.tsv`` (relevance > 0 are positives)."""
+    """Examples from a BEIR dataset's ``qrels/train.tsv`` (relevance > 0 are positives); judged queries without
+    text are counted and left out."""
     qrels = read_qrels(folder, split)
     queries = read_queries(folder)
+    textless = sorted(q for q in qrels if q not in queries)
+    if textless:
+        log.warning("%s: %d queries of qrels/%s.tsv have no text in queries.jsonl (e.g. %s); left out", folder,
+                    len(textless), split, textless[:3])
     return [TrainingExample(qid, queries[qid], sorted(d for d, rel in docs.items() if rel > 0))
             for qid, docs in qrels.items() if qid in queries and any(rel > 0 for rel in docs.values())]
+
+
+def keep_known_documents(examples: list[TrainingExample], corpus_ids: set[str], source: str) -> list[TrainingExample]:
+    """Drop positives (and negatives) missing from the corpus, saying how many, and the examples left without a
+    positive."""
+    missing = sorted({d for ex in examples for d in ex.positive_ids if d not in corpus_ids})
+    if missing:
+        log.warning("%s: %d positive document ids are not in the corpus (e.g. %s); those pairs are left out",
+                    source, len(missing), missing[:3])
+    kept = []
+    for ex in examples:
+        positives = [d for d in ex.positive_ids if d in corpus_ids]
+        if positives:
+            kept.append(TrainingExample(ex.query_id, ex.query, positives,
+                                        [d for d in ex.negative_ids if d in corpus_ids]))
+    if len(kept) < len(examples):
+        log.warning("%s: %d of %d examples have no positive left in the corpus and are dropped", source,
+                    len(examples) - len(kept), len(examples))
+    return kept
 
 
 def tevatron(path: Path, corpus_out: Path) -> list[TrainingExample]:
