@@ -18,6 +18,7 @@ RUNS ?= runs
 DATASET ?= scifact
 MODES ?=
 MAXSIM ?= exact
+DENSE_INDEX ?= flat
 DENOISE ?=
 CHECKPOINT ?= llada-8b-single
 PYTEST_ARGS ?=
@@ -32,9 +33,9 @@ BEIR_DATASETS := trec-covid nfcorpus nq hotpotqa fiqa arguana webis-touche2020 q
 	$(addprefix cqadupstack-,android english gaming gis mathematica physics programmers stats tex unix webmasters wordpress)
 RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(KQ),--k-q $(KQ)) $(if $(KP),--k-p $(KP)) --device $(DEVICE) --dtype $(DTYPE) --batch-size $(BATCH) \
 	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR)) \
-	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM) $(if $(DENOISE),--denoise-steps $(DENOISE))
+	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM) --dense-index $(DENSE_INDEX) $(if $(DENOISE),--denoise-steps $(DENOISE))
 
-.PHONY: help install test demo bench-k bench-maxsim bench-scale report baselines anserini-configs paper-configs \
+.PHONY: help install test demo bench-k bench-maxsim bench-index bench-scale report baselines anserini-configs paper-configs \
 	paper-check beir-all $(addprefix beir-,$(BEIR_DATASETS))
 
 help: ## show this help
@@ -46,7 +47,8 @@ help: ## show this help
 	@echo "  MIRROR=$(MIRROR)  BEIR mirror folder (default \$$BEIR_MIRROR; empty = official download, checksummed)"
 	@echo "  MODEL=$(MODEL) (packaged name, Dream/LLaDA/AR/encoder folder, or hub id)  ADAPTER=$(ADAPTER) (LoRA)"
 	@echo "  KQ=$(KQ)  KP=$(KP) (empty: 4, or a fine-tuned model's own)  DEVICE=$(DEVICE)  DTYPE=$(DTYPE)  BATCH=$(BATCH)  THREADS=$(THREADS)"
-	@echo "  DATASET=$(DATASET) (report)  MODES=$(MODES) (comma-separated; empty = all)  MAXSIM=$(MAXSIM) (exact|candidates)"
+	@echo "  DATASET=$(DATASET) (report)  MODES=$(MODES) (comma-separated; empty = all)  MAXSIM=$(MAXSIM) (exact|candidates|compressed)"
+	@echo "  DENSE_INDEX=$(DENSE_INDEX) (flat|sq16|sq8|pq|ivfpq|hnsw-sq8)"
 	@echo "  DENOISE=$(DENOISE) (denoising steps S; empty = 1, or a fine-tuned model's own)  CHECKPOINT=$(CHECKPOINT) (paper-check)"
 	@echo "  RUNS=$(RUNS)  VENV=$(VENV)  PYTHON=$(PYTHON)  TORCH_SPEC=$(TORCH_SPEC)"
 
@@ -71,6 +73,9 @@ bench-k: $(STAMP) ## latency vs K: diffusion one-pass vs autoregressive readout,
 
 bench-maxsim: $(STAMP) ## MaxSim exact vs candidates+rerank on SciFact, K_q = K_p = 16 (last line: JSON)
 	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_maxsim.py $(RUN_OPTS) --k-q $(or $(KQ),16) --k-p $(or $(KP),16)
+
+bench-index: $(STAMP) ## index size vs quality and speed: dense and MaxSim index types on SciFact + a Dream-shaped synthetic store (last line: JSON)
+	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_index.py $(RUN_OPTS)
 
 bench-scale: $(STAMP) ## SIGKILL + resume, peak RSS 10k vs 100k documents, Ray vs single process (last line: JSON)
 	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_scale.py

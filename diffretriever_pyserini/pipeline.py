@@ -15,7 +15,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from diffretriever_pyserini import finetuned
+from diffretriever_pyserini import compressed, finetuned
+from diffretriever_pyserini.dense_index import DENSE_INDEX_TYPES
 from diffretriever_pyserini.datasets import get_dataset, iter_prepared_corpus, prepare
 from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.evaluation import evaluate_run_file
@@ -87,13 +88,27 @@ class RunConfig:
     sparse_zero_fill: bool = field(default=False, metadata={
         "help": "when fusing, count a sparse list shorter than --hits as padded with zero-score documents (min 0), "
                 "as the reference's brute-force sparse scoring returns; Lucene returns matching documents only"})
-    maxsim: str = field(default="exact", metadata={"choices": ("exact", "candidates"),
-        "help": "multi_dense search: exact (blocked brute force, as the reference scores) or candidates "
-                "(approximate: FAISS rows + exact re-scoring; its recall against exact search is measured on "
-                "--maxsim-check queries and written beside the run)"})
+    maxsim: str = field(default="exact", metadata={"choices": ("exact", "candidates", "compressed"),
+        "help": "multi_dense search: exact (blocked brute force over the float K vectors, as the reference scores), "
+                "candidates (FAISS float rows + exact re-scoring) or compressed (centroid + product-quantized "
+                "residual store, about 16x smaller than float16, PLAID-style pruning; --maxsim-rerank re-scores "
+                "its top hits exactly); an approximate run's recall against exact search on --maxsim-check queries "
+                "is written beside it"})
     maxsim_check: int = field(default=100, metadata={
-        "help": "queries on which a candidates run is compared with exact MaxSim (0 = skip)"})
+        "help": "queries on which a candidates or compressed run is compared with exact MaxSim (0 = skip)"})
     depth: int = field(default=DEFAULT_DEPTH, metadata={"help": "candidate rows per query vector (maxsim=candidates)"})
+    maxsim_nprobe: int | None = field(default=None, metadata={
+        "help": "anchor lists probed per query vector (maxsim=compressed; default: the store's own, lists holding "
+                "about 20,000 passages, so all of a small corpus)"})
+    maxsim_ndocs: int = field(default=compressed.DEFAULT_NDOCS, metadata={
+        "help": "candidates per query scored from their residual codes, the best by centroid-only MaxSim; the "
+                "other candidates follow in centroid-score order (maxsim=compressed)"})
+    maxsim_rerank: int = field(default=0, metadata={
+        "help": "top hits re-scored exactly from the float K vectors (maxsim=compressed; 0 = none)"})
+    dense_index: str = field(default="flat", metadata={"choices": DENSE_INDEX_TYPES,
+        "help": "single-vector (dense) index searched by Pyserini's FaissSearcher: flat (exact, float32), sq16, sq8 "
+                "(scalar quantized, 2x and 4x smaller), pq (16x, exhaustive), ivfpq (16x, nprobe lists) or "
+                "hnsw-sq8 (graph over 8-bit codes); built once beside the flat index"})
     kvector_dtype: str = field(default="float32", metadata={"choices": ("float32", "float16"),
                                                             "help": "storage of the K vectors: float32 or float16"})
     window: int = field(default=8192, metadata={"help": "documents sorted by length together (batches form inside "
@@ -130,12 +145,20 @@ class RunConfig:
                  (".dense-lm-head", self.dense_source != "hidden"), (f".{self.variant}", self.variant)]
         return "".join(tag for tag, present in parts if present)
 
+    def _index_tag(self) -> str:
+        """Name parts of the search indexes that differ from the defaults (flat dense index, exact MaxSim)."""
+        rerank = f"-rerank{self.maxsim_rerank}" if self.maxsim == "compressed" and self.maxsim_rerank else ""
+        parts = [(f".dense-{self.dense_index}", self.dense_index != "flat"),
+                 (f".maxsim-{self.maxsim}{rerank}", self.maxsim != "exact")]
+        return "".join(tag for tag, present in parts if present)
+
     @property
     def condition(self) -> str:
-        """Run folder name: backbone, zero-shot / fine-tuned / adapter, K budgets, readout options (non-default)."""
+        """Run folder name: backbone, zero-shot / fine-tuned / adapter, K budgets, readout and index options
+        (non-default ones only)."""
         c = self.resolved()
         top = f".top{c.top_k}" if c.top_k else ""
-        return f"{self._stem()}.kq{c.k_q}-kp{c.k_p}{top}{c._readout_tag()}"
+        return f"{self._stem()}.kq{c.k_q}-kp{c.k_p}{top}{c._readout_tag()}{c._index_tag()}"
 
     @property
     def passage_condition(self) -> str:
@@ -165,12 +188,13 @@ class RunConfig:
                     "--shard-num": self.shard_num, "--workers": self.workers, "--threads": self.threads,
                     "--depth": self.depth, "--k-q": self.k_q, "--k-p": self.k_p,
                     "--q-max-length": self.q_max_length, "--p-max-length": self.p_max_length,
-                    "--denoise-steps": self.denoise_steps, "--top-k": self.top_k}
+                    "--denoise-steps": self.denoise_steps, "--top-k": self.top_k,
+                    "--maxsim-nprobe": self.maxsim_nprobe, "--maxsim-ndocs": self.maxsim_ndocs}
         for flag, value in positive.items():
             if value is not None and value < 1:
                 raise UserError(f"{flag} must be at least 1, got {value}")
         for flag, value in {"--promptreps-fallback": self.promptreps_fallback,
-                            "--maxsim-check": self.maxsim_check}.items():
+                            "--maxsim-check": self.maxsim_check, "--maxsim-rerank": self.maxsim_rerank}.items():
             if value < 0:
                 raise UserError(f"{flag} must not be negative, got {value}")
         if self.shard_id is not None and not 0 <= self.shard_id < self.shard_num:
@@ -240,9 +264,9 @@ def _document_encoder(cfg: RunConfig, backbone=None):
 
 
 def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str, str]) -> dict:
-    """MaxSim run: exact brute force (the default, as the reference scores), or FAISS row candidates + exact
-    re-scoring (``--maxsim candidates``), whose agreement with exact search on ``maxsim_check`` queries is written
-    to ``multi_dense.candidates.json`` beside the run."""
+    """MaxSim run: exact brute force (the default, as the reference scores), FAISS row candidates + exact
+    re-scoring (``--maxsim candidates``) or the compressed store (``--maxsim compressed``). An approximate run's
+    agreement with exact search on ``maxsim_check`` queries is written to ``multi_dense.<method>.json`` beside it."""
     from diffretriever_pyserini import multivector as mv
     from diffretriever_pyserini.search import finish_run
 
@@ -251,21 +275,26 @@ def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str
     depth = cfg.hits + 1 if cfg.remove_self_hits else cfg.hits
     if cfg.maxsim == "exact":
         return finish_run(mv.exact_search(store, queries, depth), cfg.hits, cfg.remove_self_hits)
-    if cfg.maxsim != "candidates":
-        raise ValueError(f"maxsim must be exact or candidates, got {cfg.maxsim!r}")
-    if not (paths.encodings.dense / "rows" / "manifest.json").is_file():
-        mv.build_row_index(paths.encodings.dense)
-    run = finish_run(mv.candidate_search(store, mv.RowIndex(paths.encodings.dense), queries, depth, cfg.depth),
-                     cfg.hits, cfg.remove_self_hits)
+    if cfg.maxsim == "candidates":
+        if not (paths.encodings.dense / "rows" / "manifest.json").is_file():
+            mv.build_row_index(paths.encodings.dense)
+        report = {"method": "candidates", "depth": cfg.depth, "nprobe": mv.DEFAULT_NPROBE}
+        run = mv.candidate_search(store, mv.RowIndex(paths.encodings.dense), queries, depth, cfg.depth)
+    else:
+        folder = compressed.build_store(paths.encodings.dense)
+        packed = compressed.CompressedStore(folder, store.docids, exact=store.vectors)
+        report = {"method": "compressed", **_maxsim_description(cfg, paths)}
+        run = compressed.compressed_search(packed, queries, depth, cfg.maxsim_nprobe, cfg.maxsim_ndocs,
+                                           cfg.maxsim_rerank)
+    run = finish_run(run, cfg.hits, cfg.remove_self_hits)
     if cfg.maxsim_check > 0:
         checked = dict(list(queries.items())[: cfg.maxsim_check])
         exact = finish_run(mv.exact_search(store, checked, depth), cfg.hits, cfg.remove_self_hits)
-        report = {"method": "candidates", "depth": cfg.depth, "nprobe": mv.DEFAULT_NPROBE,
-                  **mv.agreement(exact, {q: run[q] for q in checked}, cfg.hits)}
+        report.update(mv.agreement(exact, {q: run[q] for q in checked}, cfg.hits))
         paths.run_dir.mkdir(parents=True, exist_ok=True)
-        (paths.run_dir / "multi_dense.candidates.json").write_text(json.dumps(report, indent=2) + "\n")
-        log.info("maxsim candidates vs exact on %d queries: recall@%d %.4f", report["queries"], cfg.hits,
-                 report[f"recall@{cfg.hits}"])
+        (paths.run_dir / f"multi_dense.{cfg.maxsim}.json").write_text(json.dumps(report, indent=2) + "\n")
+        log.info("maxsim %s vs exact on %d queries: recall@%d %.4f, recall@10 %.4f", cfg.maxsim, report["queries"],
+                 cfg.hits, report[f"recall@{cfg.hits}"], report["recall@10"])
     return run
 
 
@@ -349,8 +378,10 @@ def _encode(cfg: RunConfig, prepared, paths: Paths, doc_encoder):
 
 
 def step_index(cfg: RunConfig) -> Path:
-    """Sparse JsonVectorCollection -> Lucene impact index (skipped when complete)."""
+    """Sparse JsonVectorCollection -> Lucene impact index; the ``--dense-index`` index and the compressed MaxSim
+    store when asked for (each skipped when complete)."""
     cfg = cfg.resolved()
+    from diffretriever_pyserini.dense_index import build_dense_index
     from diffretriever_pyserini.indexing import build_impact_index, index_is_complete
 
     paths = Paths(cfg)
@@ -358,12 +389,18 @@ def step_index(cfg: RunConfig) -> Path:
         raise FileNotFoundError(f"no complete encodings in {paths.encodings.root}; run the encode step first")
     if not index_is_complete(paths.impact_index):
         build_impact_index(paths.encodings.sparse, paths.impact_index, cfg.threads)
+    modes = set(cfg.mode_list())
+    if cfg.dense_index != "flat" and modes & {"dense", "hybrid", "hybrid-pyserini", "rrf"}:
+        build_dense_index(paths.encodings.dense, cfg.dense_index)
+    if cfg.maxsim == "compressed" and modes & {"multi_dense", "hybrid-multi"}:
+        compressed.build_store(paths.encodings.dense)
     return paths.impact_index
 
 
 def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
     """Queries -> a run per selected mode (see MODES), each evaluated."""
     cfg = cfg.resolved()
+    from diffretriever_pyserini.dense_index import build_dense_index, describe, index_folder
     from diffretriever_pyserini.encoders import DiffRetrieverQueryEncoder
     from diffretriever_pyserini.indexing import index_is_complete
     from diffretriever_pyserini.search import dense_searcher, hybrid_search, impact_searcher, search_topics
@@ -375,7 +412,10 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
                                               **cfg.readout_options("query"), **cfg.backbone_options())
     topics = prepared.query_texts()
     query_encoder.prime(list(topics.values()))
-    dense = dense_searcher(paths.encodings.dense, query_encoder)
+    dense_folder = index_folder(paths.encodings.dense, cfg.dense_index)
+    if cfg.dense_index != "flat" and not (dense_folder / "metadata.json").is_file():
+        build_dense_index(paths.encodings.dense, cfg.dense_index)
+    dense = dense_searcher(dense_folder, query_encoder)
     sparse = impact_searcher(paths.impact_index, query_encoder.sparse)
     rq, modes = cfg.remove_self_hits, cfg.mode_list()
     runs: dict[str, dict] = {}
@@ -409,6 +449,8 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
     config = {**asdict(cfg), "condition": cfg.condition, "readout_query": query_encoder.reader.metadata(),
               "readout_passage": read_metadata(paths.encodings.sparse).get("readout"),
               "modes": {m: MODES[m] for m in runs},
+              "indexes": {"dense": {"folder": str(dense_folder), **describe(dense_folder)},
+                          "multi_dense": _maxsim_description(cfg, paths)},
               "fusion": {"hybrid": f"min-max of each top-{FUSION_DEPTH}, weights (dense, sparse) {FUSION_WEIGHTS}, "
                                    "missing = 0, an all-equal list = 0"
                                    + (", a short sparse list padded with zeros" if cfg.sparse_zero_fill else ""),
@@ -416,6 +458,19 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
               "differences_from_reference": deliberate_differences(cfg, paths.dataset)}
     (paths.run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     return records
+
+
+def _maxsim_description(cfg: RunConfig, paths: Paths) -> dict:
+    """How the multi_dense run was searched (config.json)."""
+    if cfg.maxsim == "exact":
+        return {"search": "exact", "store": str(paths.encodings.dense / "kvectors.npy")}
+    if cfg.maxsim == "candidates":
+        return {"search": "candidates", "depth": cfg.depth, "row_index": str(paths.encodings.dense / "rows")}
+    manifest = paths.encodings.dense / compressed.FOLDER / "manifest.json"
+    built = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    return {"search": "compressed", "store": str(manifest.parent), **built,
+            "nprobe": cfg.maxsim_nprobe or built.get("nprobe"), "ndocs": cfg.maxsim_ndocs,
+            "rerank": cfg.maxsim_rerank}
 
 
 def deliberate_differences(cfg: RunConfig, dataset) -> dict:

@@ -167,7 +167,15 @@ def test_candidate_maxsim_writes_its_recall_against_exact(slice_run, tmp_path):
     step_search(approx)
     report = json.loads((Paths(approx).run_dir / "multi_dense.candidates.json").read_text())
     assert report["method"] == "candidates" and report["queries"] == 20 and report["depth"] == cfg.depth
-    assert 0.5 <= report["recall@1000"] <= 1.0 and 0.5 <= report["recall@10"] <= 1.0
+    assert 0.0 < report["recall@1000"] <= 1.0 and 0.0 < report["recall@10"] <= 1.0
+    # the report is the agreement of the two run files on the first 20 queries (zero-shot vectors sit at random
+    # level here, so the recall itself says little; the fine-tuned one is measured by bench-maxsim/bench-index)
+    from diffretriever_pyserini.multivector import agreement
+
+    exact, got = read_run(_run_dir(cfg) / "multi_dense.trec"), read_run(Paths(approx).run_dir / "multi_dense.trec")
+    first = list(exact)[:20]
+    again = agreement({q: exact[q] for q in first}, {q: got[q] for q in first}, cfg.hits)
+    assert again == {k: report[k] for k in again}
 
 
 def test_self_hits_are_a_named_option():
@@ -180,3 +188,32 @@ def test_self_hits_are_a_named_option():
     kept = deliberate_differences(RunConfig(dataset="quora", keep_self_hits=True), get_dataset("quora"))
     assert "kept" in kept["self_hits"]
     assert "self_hits" not in deliberate_differences(RunConfig(), get_dataset("scifact"))
+
+
+def test_compressed_indexes_through_the_pipeline_are_recorded(slice_run, tmp_path):
+    """--dense-index and --maxsim compressed on real encodings: indexes built by the index step, searched through
+    Pyserini's FaissSearcher and the compressed store, and named and described in the run folder."""
+    import dataclasses
+
+    from diffretriever_pyserini.pipeline import step_index
+
+    cfg, records = slice_run
+    packed = dataclasses.replace(cfg, dense_index="sq8", maxsim="compressed", maxsim_rerank=50,
+                                 modes="dense,multi_dense", maxsim_check=30, runs=str(tmp_path / "runs"))
+    step_index(packed)
+    assert (Paths(packed).encodings.root / "dense.sq8" / "metadata.json").is_file()
+    assert (Paths(packed).encodings.dense / "pq" / "manifest.json").is_file()
+    got = step_search(packed)
+    run_dir = Paths(packed).run_dir
+    assert run_dir.name.endswith(".dense-sq8.maxsim-compressed-rerank50")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dense_index"] == "sq8" and config["indexes"]["dense"]["index_type"] == "sq8"
+    described = config["indexes"]["multi_dense"]
+    assert described["search"] == "compressed" and described["rerank"] == 50 and described["bytes_per_doc"] > 0
+    assert described["nprobe"] == described["nlist"]  # the slice is probed whole
+    report = json.loads((run_dir / "multi_dense.compressed.json").read_text())
+    assert report["queries"] == 30 and report["recall@10"] >= 0.9, report
+    # 8-bit dense codes and re-scored MaxSim stay close to the flat and exact runs on real (zero-shot) vectors
+    flat, exact = records["dense"]["metrics"], records["multi_dense"]["metrics"]
+    assert abs(got["dense"]["metrics"]["recall_1000"] - flat["recall_1000"]) <= 0.05
+    assert abs(got["multi_dense"]["metrics"]["ndcg_cut_10"] - exact["ndcg_cut_10"]) <= 0.02
