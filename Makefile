@@ -48,7 +48,7 @@ help: ## show this help
 	@echo "  MODEL=$(MODEL) (packaged name, Dream/LLaDA/AR/encoder folder, or hub id)  ADAPTER=$(ADAPTER) (LoRA)"
 	@echo "  KQ=$(KQ)  KP=$(KP) (empty: 4, or a fine-tuned model's own)  DEVICE=$(DEVICE)  DTYPE=$(DTYPE)  BATCH=$(BATCH)  THREADS=$(THREADS)"
 	@echo "  DATASET=$(DATASET) (report)  MODES=$(MODES) (comma-separated; empty = all)  MAXSIM=$(MAXSIM) (exact|candidates|compressed)"
-	@echo "  DENSE_INDEX=$(DENSE_INDEX) (flat|sq16|sq8|pq|ivfpq|hnsw-sq8)"
+	@echo "  DENSE_INDEX=$(DENSE_INDEX) (flat|sq16|sq8|sq6|pq|ivfpq|hnsw-sq8)"
 	@echo "  DENOISE=$(DENOISE) (denoising steps S; empty = 1, or a fine-tuned model's own)  CHECKPOINT=$(CHECKPOINT) (paper-check)"
 	@echo "  RUNS=$(RUNS)  VENV=$(VENV)  PYTHON=$(PYTHON)  TORCH_SPEC=$(TORCH_SPEC)"
 

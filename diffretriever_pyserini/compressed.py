@@ -19,13 +19,12 @@ per 8 dimensions of each residual. Layout of ``<dense>/pq/``:
 - ``docstart.npy`` (N + 1,) int64: document d owns vectors ``docstart[d]:docstart[d + 1]``;
 - ``manifest.json``: shapes, parameters, errors, bytes per document (every file above), build time.
 
-Search (:func:`compressed_search`): one batched FAISS search of every query vector over the anchors gives the
-candidates and their anchor scores (a vector's score for a candidate it did not return taken as its lowest returned
-one); the best ``ndocs`` candidates by that anchor MaxSim are scored with MaxSim over their decoded vectors (anchor +
-residual) and ranked first, the other candidates follow in anchor order, up to ``k``; optionally the top ``rerank``
-are re-scored exactly from a float copy of the K vectors. Every max is clamped at 0, as in exact MaxSim. The FAISS
-lists and the code arrays are memory-mapped, so a search holds in memory the centroids, the direct map (8 bytes per
-passage) and one batch of candidates, whatever the corpus size.
+Search (:func:`compressed_search`): one FAISS search per query with the mean of its vectors ranks the anchors
+as anchor MaxSim does; the best ``ndocs`` are scored with MaxSim over their decoded vectors (anchor + residual) and
+ranked first, the other candidates follow in anchor order, up to ``k``; optionally the top ``rerank`` are re-scored
+exactly from a float copy of the K vectors. Every max is clamped at 0, as in exact MaxSim. The FAISS lists and the
+code arrays are memory-mapped, so a search holds in memory the centroids, the direct map (8 bytes per passage) and
+one batch of candidates, whatever the corpus size.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,20 +44,20 @@ log = logging.getLogger(__name__)
 
 FOLDER = "pq"
 KSUB = 16
-TRAIN_DOCS = 8192
+TRAIN_DOCS = 4096
 TRAIN_VECTORS = 32_768
 KMEANS_ITERATIONS = 10
 CHUNK_DOCS = 1024
 SCAN_DOCUMENTS = 20_000
-DEFAULT_NDOCS = 256
+DEFAULT_NDOCS = 100
 DEFAULT_RERANK = 0
 RESIDUAL_DIMS = 8
 SEARCH_FILES = ("anchors.faiss", "residual_pq.npy", "residual_codes.npy", "docstart.npy", "manifest.json")
 
 
 def default_nlist(documents: int) -> int:
-    """A power of two near 4 sqrt(documents), at most documents / 39 (FAISS's minimum training points per list)."""
-    target = max(1.0, min(4 * np.sqrt(documents), documents / 39))
+    """The power of two at or below sqrt(documents) and documents / 39 (FAISS's minimum training points per list)."""
+    target = max(1.0, min(np.sqrt(documents), documents / 39))
     return 1 << int(np.floor(np.log2(target)))
 
 
@@ -75,23 +75,28 @@ def residual_m(dim: int, size: int = RESIDUAL_DIMS) -> int:
     raise UserError(f"no even number of residual sub-quantizers divides the dimension {dim}")
 
 
-# 4-bit product quantization in NumPy, batched over all sub-quantizers at once
+# 4-bit product quantization: FAISS's ProductQuantizer encodes and decodes (its 4-bit codes are packed two per
+# byte, the even sub-quantizer in the low half); the k-means updates run in NumPy over all sub-quantizers at once
 
-def _assign(x: np.ndarray, tables: np.ndarray) -> np.ndarray:
-    """(n, H) vectors, (m, ksub, d) tables -> (n, m) uint8 nearest-centroid codes (squared L2), in bounded chunks."""
+def product_quantizer(tables: np.ndarray):
+    """A FAISS ProductQuantizer holding the (m, ksub, d) centroid ``tables``."""
+    import faiss
+
     m, ksub, dsub = tables.shape
-    half_norms = 0.5 * (tables ** 2).sum(-1)[:, None, :]  # (m, 1, ksub)
-    codes = np.empty((len(x), m), dtype=np.uint8)
-    step = max(1, (1 << 24) // (m * ksub))
-    for s in range(0, len(x), step):
-        sub = np.asarray(x[s:s + step], dtype=np.float32).reshape(-1, m, dsub).transpose(1, 0, 2)  # (m, n, d)
-        codes[s:s + step] = np.argmax(np.matmul(sub, tables.transpose(0, 2, 1)) - half_norms, axis=2).T
-    return codes
+    pq = faiss.ProductQuantizer(m * dsub, m, int(np.log2(ksub)))
+    faiss.copy_array_to_vector(np.ascontiguousarray(tables, dtype=np.float32).ravel(), pq.centroids)
+    return pq
+
+
+def encode(x: np.ndarray, tables: np.ndarray, pq=None) -> np.ndarray:
+    """(n, H) vectors -> (n, m) nearest-centroid codes of each sub-vector (squared L2)."""
+    pq = pq or product_quantizer(tables)
+    return unpack(pq.compute_codes(np.ascontiguousarray(x, dtype=np.float32)))
 
 
 def train_pq(x: np.ndarray, m: int, ksub: int = KSUB, iterations: int = KMEANS_ITERATIONS,
              seed: int = 0) -> np.ndarray:
-    """k-means (``ksub`` centroids) on each of the ``m`` sub-vectors of ``x`` (n, H), all at once: (m, ksub, H/m)."""
+    """k-means (``ksub`` centroids) on each of the ``m`` sub-vectors of ``x`` (n, H): (m, ksub, H / m)."""
     n, dim = x.shape
     x = np.ascontiguousarray(x, dtype=np.float32)
     picks = np.random.default_rng(seed).choice(n, size=ksub, replace=n < ksub)
@@ -99,7 +104,7 @@ def train_pq(x: np.ndarray, m: int, ksub: int = KSUB, iterations: int = KMEANS_I
     base = np.arange(m)[None, :] * ksub
     subs = x.reshape(n, m, dim // m)
     for _ in range(iterations):
-        slots = (_assign(x, tables).astype(np.int64) + base).ravel()  # sub-quantizer * ksub + code
+        slots = (encode(x, tables).astype(np.int64) + base).ravel()  # sub-quantizer * ksub + code
         counts = np.bincount(slots, minlength=m * ksub)
         sums = np.stack([np.bincount(slots, weights=subs[:, :, d].ravel(), minlength=m * ksub)
                          for d in range(dim // m)], axis=1)
@@ -109,12 +114,8 @@ def train_pq(x: np.ndarray, m: int, ksub: int = KSUB, iterations: int = KMEANS_I
     return tables
 
 
-def pack(codes: np.ndarray) -> np.ndarray:
-    """(n, m) codes below 16 -> (n, m / 2) bytes, the even sub-quantizer in the low half."""
-    return (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
-
-
 def unpack(packed: np.ndarray) -> np.ndarray:
+    """FAISS's packed 4-bit codes (n, m / 2) -> (n, m), the even sub-quantizer from the low half of each byte."""
     codes = np.empty((len(packed), packed.shape[1] * 2), dtype=np.uint8)
     codes[:, 0::2], codes[:, 1::2] = packed & 15, packed >> 4
     return codes
@@ -126,28 +127,35 @@ def pq_decode(codes: np.ndarray, tables: np.ndarray) -> np.ndarray:
     return tables[np.arange(m)[None, :], np.asarray(codes, dtype=np.intp)].reshape(len(codes), -1)
 
 
-def _nonzero(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, K, H) block -> its non-zero vectors (rows, H) float32 (dropped positions are all zero) and (n,) counts."""
+def _split(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, K, H) block -> float32 block, (n, K) mask of its non-zero vectors (dropped positions are all zero) and
+    each document's anchor: the mean of its non-zero vectors (zero for a document without any)."""
     block = np.asarray(block, dtype=np.float32)
-    keep = np.abs(block).sum(-1) > 0
-    return block[keep], keep.sum(1)
+    keep = block.any(axis=-1)
+    return block, keep, block.sum(1) / np.maximum(keep.sum(1), 1)[:, None]
 
 
-def _anchors(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The mean of each document's non-zero vectors (zero for a document without any)."""
-    sums = np.zeros((len(counts), rows.shape[1]), dtype=np.float32)
-    has = counts > 0
-    if has.any():  # the rows come grouped by document
-        sums[has] = np.add.reduceat(rows, np.concatenate([[0], np.cumsum(counts)[:-1]])[has], axis=0)
-    return sums / np.maximum(counts, 1)[:, None]
+def _residuals(block: np.ndarray, keep: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+    """(vectors, H) non-zero vectors minus their document's decoded anchor, contiguous."""
+    rest = block - decoded[:, None, :]
+    return rest.reshape(-1, rest.shape[-1]) if keep.all() else np.ascontiguousarray(rest[keep])
 
 
-def _training_docs(vectors, want: int, pieces: int = 16) -> np.ndarray:
-    """About ``want`` documents' K vectors from ``pieces`` contiguous ranges spread over the store."""
-    n = vectors.shape[0]
-    per_piece = max(1, -(-want // pieces))
-    starts = np.unique(np.linspace(0, max(n - per_piece, 0), num=min(pieces, n), dtype=np.int64))
-    return np.concatenate([np.asarray(vectors[s:s + per_piece], dtype=np.float32) for s in starts])
+def _pieces(n: int, want: int, pieces: int = 16) -> list[tuple[int, int]]:
+    """``pieces`` contiguous document ranges spread over 0..n, about ``want`` documents in all."""
+    size = max(1, -(-want // pieces))
+    starts = np.unique(np.linspace(0, max(n - size, 0), num=min(pieces, n), dtype=np.int64))
+    return [(int(s), int(min(n, s + size))) for s in starts]
+
+
+def _training_anchors(vectors, want: int, chunk_docs: int) -> np.ndarray:
+    """The anchors of about ``want`` documents (read in chunks, only the anchors kept)."""
+    out = []
+    for s, e in _pieces(vectors.shape[0], want):
+        for c in range(s, e, chunk_docs):
+            _, keep, anchors = _split(vectors[c:min(e, c + chunk_docs)])
+            out.append(anchors[keep.any(1)])
+    return np.concatenate(out)
 
 
 def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -189,23 +197,28 @@ def build_compressed(vectors, out: str | Path, nlist: int | None = None, residua
     if n == 0:
         raise UserError("cannot compress an empty multi-vector store", out)
     m = residual_m(dim, residual_dims)
-    rows, counts = _nonzero(_training_docs(vectors, TRAIN_DOCS))
-    if not len(rows):
+    nlist = nlist or default_nlist(n)
+    sample = _training_anchors(vectors, max(TRAIN_DOCS, 64 * nlist), chunk_docs)
+    if not len(sample):
         raise UserError("every K vector of the store is zero; nothing to compress", out)
-    anchors = _anchors(rows, counts)
-    nlist = min(nlist or default_nlist(n), int((counts > 0).sum()))
+    nlist = min(nlist, len(sample))
     index = _anchor_index(dim, nlist)
-    index.train(np.ascontiguousarray(anchors[counts > 0]))
+    index.train(sample)
+    del sample
     centroids = index.quantizer.reconstruct_n(0, nlist)
+    block, keep, anchors = _split(np.concatenate([vectors[s:e] for s, e in _pieces(n, TRAIN_DOCS)]))
     # the residual sub-quantizers learn what is left after the anchor as the index decodes it
-    decoded = np.repeat(_decoded_anchors(index, centroids, anchors), counts, axis=0)
-    pick = np.random.default_rng(seed).permutation(len(rows))[:TRAIN_VECTORS]
-    tables = train_pq(rows[pick] - decoded[pick], m, seed=seed)
-    approx = decoded + pq_decode(_assign(rows - decoded, tables), tables)
+    decoded = _decoded_anchors(index, centroids, anchors)
+    residuals = _residuals(block, keep, decoded)
+    pick = np.random.default_rng(seed).permutation(len(residuals))[:TRAIN_VECTORS]
+    tables = train_pq(residuals[pick], m, seed=seed)
+    pq = product_quantizer(tables)
+    rows = block[keep][pick]
+    approx = rows - residuals[pick] + pq.decode(pq.compute_codes(residuals[pick]))
     relative_error = float(np.median(np.linalg.norm(approx - rows, axis=1) / np.linalg.norm(rows, axis=1)))
-    own = np.repeat(anchors, counts, axis=0)  # each vector's cosine with its passage's anchor
+    own = np.broadcast_to(anchors[:, None, :], block.shape)[keep][pick]  # each vector's cosine with its anchor
     anchor_cosine = float(np.median((own * rows).sum(1) / np.linalg.norm(own, axis=1) / np.linalg.norm(rows, axis=1)))
-    del decoded, approx, own, rows
+    del block, decoded, residuals, approx, own, rows
     index.nprobe = default_nprobe(nlist, n)
     with AtomicDir(out) as tmp:
         doc_counts = np.zeros(n, dtype=np.int64)
@@ -217,13 +230,12 @@ def build_compressed(vectors, out: str | Path, nlist: int | None = None, residua
             chunks = tqdm(chunks, desc="compress K vectors", unit="chunk")
         with open(tmp / "residual_codes.raw", "wb") as codes_out:
             for s in chunks:
-                rows, per_doc = _nonzero(vectors[s:s + chunk_docs])
-                anchors = _anchors(rows, per_doc)
+                block, keep, anchors = _split(vectors[s:s + chunk_docs])
                 index.add(anchors)  # ids 0, 1, ... in document order
-                decoded = np.repeat(_decoded_anchors(index, centroids, anchors), per_doc, axis=0)
-                codes_out.write(pack(_assign(rows - decoded, tables)).tobytes())
-                doc_counts[s:s + len(per_doc)] = per_doc
-                total += len(rows)
+                decoded = _decoded_anchors(index, centroids, anchors)
+                codes_out.write(pq.compute_codes(_residuals(block, keep, decoded)).tobytes())
+                doc_counts[s:s + len(block)] = keep.sum(1)
+                total += int(keep.sum())
         _raw_to_npy(tmp / "residual_codes.raw", tmp / "residual_codes.npy", (total, m // 2), np.dtype(np.uint8))
         docstart = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(doc_counts, out=docstart[1:])
@@ -271,6 +283,7 @@ class CompressedStore:
         self.folder = folder
         self.manifest = json.loads((folder / "manifest.json").read_text())
         self.tables = np.load(folder / "residual_pq.npy")
+        self.pq = product_quantizer(self.tables)
         self.residual_codes = np.load(folder / "residual_codes.npy", mmap_mode="r")
         self.docstart = np.load(folder / "docstart.npy", mmap_mode="r")
         self.index = faiss.read_index(str(folder / "anchors.faiss"), faiss.IO_FLAG_MMAP_IFC)
@@ -290,21 +303,48 @@ class CompressedStore:
     def document_vectors(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The decoded vectors (anchor + residual) of ``docs`` (n, H), each one's position in ``docs``, and the
         start of each document's run of vectors."""
-        starts, ends = np.asarray(self.docstart[docs]), np.asarray(self.docstart[docs + 1])
-        rows = _ranges(starts, ends)
-        owner = np.repeat(np.arange(len(docs)), ends - starts)
+        rows, owner, run_starts = self._rows(docs)
         residuals = pq_decode(unpack(np.asarray(self.residual_codes[rows])), self.tables)
-        decoded = self.anchors(docs)[owner] + residuals
-        return decoded, owner, np.concatenate([[0], np.cumsum(ends - starts)[:-1]]).astype(np.int64)
+        return self.anchors(docs)[owner] + residuals, owner, run_starts
+
+    def _rows(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        starts, ends = np.asarray(self.docstart[docs]), np.asarray(self.docstart[docs + 1])
+        owner = np.repeat(np.arange(len(docs)), ends - starts)
+        return _ranges(starts, ends), owner, np.concatenate([[0], np.cumsum(ends - starts)[:-1]]).astype(np.int64)
+
+    def residual_scores(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """(K_q, n) inner products of the query vectors with the decoded residuals of vectors ``rows``, summed
+        from per-sub-quantizer lookup tables (the residuals are never decoded)."""
+        m, ksub, dsub = self.tables.shape
+        tables = np.einsum("kms,mcs->kmc", q.reshape(len(q), m, dsub), self.tables).reshape(len(q), m * ksub)
+        slots = unpack(np.asarray(self.residual_codes[rows])).astype(np.intp) + np.arange(m) * ksub
+        return tables[:, slots].sum(-1)
+
+    def batch_maxsim(self, queries: np.ndarray, docs: np.ndarray) -> np.ndarray:
+        """(B, K_q, H) queries (zero vectors add nothing), (B, n) documents each (-1: none) -> (B, n) MaxSim over
+        the decoded vectors, from lookup tables, for the whole batch at once."""
+        nq, kq, dim = queries.shape
+        m, ksub, dsub = self.tables.shape
+        flat = np.where(docs >= 0, docs, 0).ravel()
+        rows, owner, run_starts = self._rows(flat)
+        anchor = np.einsum("bkh,bnh->bnk", queries, self.anchors(flat).reshape(nq, -1, dim)).reshape(-1, kq)
+        tables = np.einsum("bkms,mcs->bmck", queries.reshape(nq, kq, m, dsub), self.tables).reshape(nq, m * ksub, kq)
+        slots = unpack(np.asarray(self.residual_codes[rows])).astype(np.intp) + np.arange(m) * ksub
+        sims = anchor[owner] + tables[(owner // docs.shape[1])[:, None], slots].sum(1)  # (rows, K_q)
+        scores = np.zeros(len(flat), dtype=np.float32)
+        has = np.flatnonzero(np.diff(np.append(run_starts, len(owner))) > 0)  # a document without vectors scores 0
+        if len(has):
+            scores[has] = np.maximum(np.maximum.reduceat(sims, run_starts[has], axis=0), 0.0).sum(1)
+        return np.where(docs >= 0, scores.reshape(docs.shape), 0.0)
 
     def maxsim(self, q: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """MaxSim of the query vectors ``q`` (K_q, H) with each of ``docs`` over their decoded vectors."""
-        vectors, owner, run_starts = self.document_vectors(docs)
+        rows, owner, run_starts = self._rows(docs)
+        sims = (q @ self.anchors(docs).T)[:, owner] + self.residual_scores(q, rows)
         scores = np.zeros(len(docs), dtype=np.float32)
         has = np.flatnonzero(np.diff(np.append(run_starts, len(owner))) > 0)  # a document without vectors scores 0
         if len(has):
-            best = np.maximum.reduceat(q @ vectors.T, run_starts[has], axis=1)
-            scores[has] = np.maximum(best, 0.0).sum(0)
+            scores[has] = np.maximum(np.maximum.reduceat(sims, run_starts[has], axis=1), 0.0).sum(0)
         return scores
 
 
@@ -317,57 +357,67 @@ def _below(scores: np.ndarray, floor: float) -> np.ndarray:
 
 def compressed_search(store: CompressedStore, queries: dict[str, np.ndarray], k: int = 1000,
                       nprobe: int | None = None, ndocs: int = DEFAULT_NDOCS, rerank: int = DEFAULT_RERANK,
-                      batch: int = 256) -> dict[str, dict[str, float]]:
-    """MaxSim over the compressed store (see the module docstring); ``nprobe`` defaults to the store's own."""
-    import faiss
+                      batch: int = 64, threads: int = 2) -> dict[str, dict[str, float]]:
+    """MaxSim over the compressed store (see the module docstring); ``nprobe`` defaults to the store's own.
 
-    from diffretriever_pyserini.multivector import maxsim_block
+    Candidates come from one FAISS search per query with the mean of its vectors: against a passage's anchor,
+    MaxSim is sum_i max(0, q_i . a), which equals K_q (mean q) . a whenever no product is negative, so the mean
+    vector ranks the anchors as anchor MaxSim does (at 1 / K_q of the cost of searching every query vector). The
+    work is done for ``batch`` queries at a time (zero query vectors pad a query to the longest: they add 0)."""
+    import faiss
 
     if rerank and store.exact is None:
         raise UserError("re-scoring (--maxsim-rerank) needs the float K vectors (kvectors.npy) beside the store")
     ndocs = max(ndocs, rerank, 1)
-    depth = max(k, ndocs)
     faiss.extract_index_ivf(store.index).nprobe = nprobe or store.manifest["nprobe"]
-    run: dict[str, dict[str, float]] = {}
+    docids = np.asarray(store.docids, dtype=object)
     qids = list(queries)
-    for b in range(0, len(qids), batch):
-        block = [np.asarray(queries[q], dtype=np.float32) for q in qids[b:b + batch]]
-        block = [q[np.abs(q).sum(-1) > 0] for q in block]  # a dropped query position scores 0 against everything
-        flat = np.concatenate(block)
-        found_scores, found = store.index.search(np.ascontiguousarray(flat), depth) if len(flat) else (None, None)
-        offset = 0
-        for qid, q in zip(qids[b:b + batch], block):
-            part = slice(offset, offset + len(q))
-            offset += len(q)
-            run[qid] = _rank(store, q, found[part], found_scores[part], k, ndocs, rerank, maxsim_block) \
-                if len(q) else {}
+    batches = [qids[b:b + batch] for b in range(0, len(qids), batch)]
+    work = partial(_search_batch, store, queries, k, ndocs, rerank, docids)
+    if threads > 1 and len(batches) > 1:  # NumPy's gathers and FAISS release the GIL
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(work, batches))
+    else:
+        parts = [work(names) for names in batches]
+    return {qid: hits for part in parts for qid, hits in part.items()}
+
+
+def _search_batch(store: CompressedStore, queries: dict[str, np.ndarray], k: int, ndocs: int, rerank: int,
+                  docids: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
+    """One batch of :func:`compressed_search`."""
+    from diffretriever_pyserini.multivector import maxsim_block
+
+    run: dict[str, dict[str, float]] = {}
+    block = [np.asarray(queries[q], dtype=np.float32) for q in names]
+    block = [q[q.any(axis=-1)] for q in block]  # a dropped query position scores 0 against everything
+    width = max(1, max(len(q) for q in block))
+    padded = np.zeros((len(block), width, block[0].shape[1]), dtype=np.float32)
+    for i, q in enumerate(block):
+        padded[i, :len(q)] = q
+    counts = np.array([len(q) for q in block])
+    means = padded.sum(1) / np.maximum(counts, 1)[:, None]
+    approx, found = store.index.search(np.ascontiguousarray(means), max(k, ndocs))
+    approx = np.maximum(approx, 0.0) * counts[:, None]  # anchor MaxSim
+    head = found[:, :ndocs]
+    scored = store.batch_maxsim(padded, head)
+    for i, qid in enumerate(names):
+        ok = head[i] >= 0
+        ids, values = head[i][ok], scored[i][ok]
+        if not counts[i] or not len(ids):
+            run[qid] = {}
+            continue
+        if rerank:  # the top ``rerank`` re-scored exactly; the rest keep their order below them
+            order = np.lexsort((ids, -values))
+            ids, values = ids[order], values[order]
+            values[:rerank] = maxsim_block(block[i][None], np.asarray(store.exact[ids[:rerank]],
+                                                                      dtype=np.float32))[0]
+            values[rerank:] = _below(values[rerank:], float(values[:rerank].min()))
+        tail = found[i, ndocs:k]
+        tail_ok = tail >= 0
+        values = np.concatenate([values, _below(approx[i, ndocs:k][tail_ok], float(values.min()))])
+        ids = np.concatenate([ids, tail[tail_ok]])
+        order = np.lexsort((ids, -values))[:k]  # best first, ties by document number
+        run[qid] = dict(zip(docids[ids[order]].tolist(), values[order].tolist()))
     return run
-
-
-def _rank(store: CompressedStore, q: np.ndarray, ids: np.ndarray, sims: np.ndarray, k: int, ndocs: int,
-          rerank: int, maxsim_block) -> dict[str, float]:
-    """One query's hits from its vectors' anchor candidates (see :func:`compressed_search`)."""
-    valid = ids >= 0
-    docs = np.unique(ids[valid])
-    if not len(docs):
-        return {}
-    # approximate anchor MaxSim: a vector's score for a candidate it did not return is its lowest returned score
-    floor = np.where(valid, sims, np.inf).min(axis=1)
-    approx = np.repeat(floor[:, None], len(docs), axis=1)
-    rows, cols = np.nonzero(valid)
-    approx[rows, np.searchsorted(docs, ids[rows, cols])] = sims[rows, cols]
-    approx = np.maximum(approx, 0.0).sum(0)
-    order = np.lexsort((docs, -approx))[:max(k, ndocs)]
-    head, tail = docs[order[:ndocs]], docs[order[ndocs:]]
-    scored = store.maxsim(q, head)
-    first = np.lexsort((head, -scored))
-    ids, values = head[first], scored[first]
-    if rerank:  # the top ``rerank`` re-scored exactly and ranked first; the rest keep their order below them
-        top = ids[:rerank]
-        exact = maxsim_block(q[None], np.asarray(store.exact[top], dtype=np.float32))[0]
-        resort = np.lexsort((top, -exact))
-        ids = np.concatenate([top[resort], ids[rerank:]])
-        values = np.concatenate([exact[resort], _below(values[rerank:], float(exact.min()))])
-    ids = np.concatenate([ids, tail])[:k]
-    values = np.concatenate([values, _below(approx[order[ndocs:]], float(values[-1]))])[:k]
-    return dict(zip([store.docids[i] for i in ids.tolist()], values.tolist()))

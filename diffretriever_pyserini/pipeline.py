@@ -106,8 +106,8 @@ class RunConfig:
     maxsim_rerank: int = field(default=0, metadata={
         "help": "top hits re-scored exactly from the float K vectors (maxsim=compressed; 0 = none)"})
     dense_index: str = field(default="flat", metadata={"choices": DENSE_INDEX_TYPES,
-        "help": "single-vector (dense) index searched by Pyserini's FaissSearcher: flat (exact, float32), sq16, sq8 "
-                "(scalar quantized, 2x and 4x smaller), pq (16x, exhaustive), ivfpq (16x, nprobe lists) or "
+        "help": "single-vector (dense) index searched by Pyserini's FaissSearcher: flat (exact, float32), sq16, sq8, "
+                "sq6 (scalar quantized, 2x, 4x, 5.3x smaller), pq (16x, exhaustive), ivfpq (16x, nprobe lists) or "
                 "hnsw-sq8 (graph over 8-bit codes); built once beside the flat index"})
     kvector_dtype: str = field(default="float32", metadata={"choices": ("float32", "float16"),
                                                             "help": "storage of the K vectors: float32 or float16"})
@@ -321,6 +321,14 @@ def encoding_request(cfg: RunConfig) -> dict:
             **cfg.readout_options("passage")}
 
 
+def _same_request(stored: dict | None, request: dict) -> bool:
+    """Whether a stored encoding request asks for the same vectors (an unset dtype is ``auto``)."""
+    def norm(r: dict) -> dict:
+        return {**r, "dtype": r.get("dtype") or "auto"}
+
+    return stored is not None and norm(stored) == norm(request)
+
+
 def step_encode(cfg: RunConfig, doc_encoder=None):
     """Corpus -> sparse JsonVectorCollection + FAISS index (skipped when complete); returns the encoder (None when
     the work ran in other processes). Sharded when ``shard_num`` > 1, ``workers`` > 1 or ``engine`` is ray.
@@ -341,7 +349,7 @@ def _encode(cfg: RunConfig, prepared, paths: Paths, doc_encoder):
     request = encoding_request(cfg)
     if paths.encodings.is_complete():
         stored = read_metadata(paths.encodings.sparse).get("request")
-        if stored == request:
+        if _same_request(stored, request):
             log.info("encodings in %s are complete; reusing them", paths.encodings.root)
             return doc_encoder or _document_encoder(cfg)
         log.warning("encodings in %s were made by another readout (%s); encoding again", paths.encodings.root,

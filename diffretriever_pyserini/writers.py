@@ -85,25 +85,44 @@ def _alive(pid: int) -> bool:
 @contextmanager
 def exclusive(output: str | os.PathLike):
     """Hold the lock of one output (``.<name>.lock`` beside it) while a step writes it: a second process asked
-    for the same output waits, saying so, and then finds it complete. The lock dies with its process."""
+    for the same output waits, saying so, and then finds it complete. The lock dies with its process; the lock
+    file is removed when it is released (a waiter that finds its file unlinked opens the new one)."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output.parent / f".{output.name}.lock", "a+") as handle:
+    path = output.parent / f".{output.name}.lock"
+    warned = False
+    while True:
+        handle = open(path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            log.warning("%s is being written by another process (pid %s); waiting for it to finish", output, holder)
+            if not warned:
+                handle.seek(0)
+                holder = handle.read().strip() or "?"
+                log.warning("%s is being written by another process (pid %s); waiting for it to finish",
+                            output, holder)
+                warned = True
             fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and current.st_ino == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()  # the holder removed this file on release: lock the one now at the path
+    try:
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
+        yield
+    finally:
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def check_docids(docids, output) -> None:

@@ -370,19 +370,31 @@ def test_a_killed_writer_leaves_a_temporary_that_the_next_run_removes(tmp_path):
 
 
 def test_a_second_writer_of_the_same_output_waits(tmp_path):
+    """Three writers of one output: each runs alone, the waiters say so, and the lock file is gone at the end
+    (a waiter holding the unlinked lock file of the first must not run beside one that opened the new file)."""
     code = ("import sys, time\nfrom diffretriever_pyserini.writers import exclusive\n"
             f"with exclusive({str(tmp_path / 'enc')!r}):\n"
             "    print('start', sys.argv[1], time.time(), flush=True)\n    time.sleep(2)\n"
             "    print('end', sys.argv[1], time.time(), flush=True)\n")
-    first = subprocess.Popen([sys.executable, "-c", code, "a"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, cwd=REPO)
+
+    def start(name):
+        return subprocess.Popen([sys.executable, "-c", code, name], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=REPO)
+
+    first = start("a")
     assert first.stdout.readline().startswith("start a")
-    second = subprocess.run([sys.executable, "-c", code, "b"], capture_output=True, text=True, cwd=REPO, timeout=60)
-    out_a, _ = first.communicate(timeout=60)
-    end_a = float(out_a.split()[-1])
-    start_b = float(second.stdout.split()[2])
-    assert start_b >= end_a  # b ran only after a had finished
-    assert "being written by another process" in second.stderr
+    waiters = [start("b"), start("c")]
+    outputs = [first.communicate(timeout=60)] + [w.communicate(timeout=60) for w in waiters]
+    intervals = []
+    for index, (out, _) in enumerate(outputs):
+        lines = ("start a 0\n" if index == 0 else "") + out
+        times = {line.split()[0]: float(line.split()[2]) for line in lines.split("\n") if line.strip()}
+        intervals.append((times["start"], times["end"]))
+    intervals[0] = (0.0, intervals[0][1])
+    intervals.sort()
+    assert all(later[0] >= earlier[1] for earlier, later in zip(intervals, intervals[1:]))  # never two at once
+    assert all("being written by another process" in err for _, err in outputs[1:])
+    assert not list(tmp_path.glob(".*.lock"))
 
 
 @pytest.mark.slow
