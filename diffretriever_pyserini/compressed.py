@@ -49,6 +49,7 @@ TRAIN_VECTORS = 32_768
 KMEANS_ITERATIONS = 10
 CHUNK_DOCS = 1024
 SCAN_DOCUMENTS = 20_000
+TABLE_BYTES = 64 << 20
 DEFAULT_NDOCS = 100
 DEFAULT_RERANK = 0
 RESIDUAL_DIMS = 8
@@ -123,8 +124,8 @@ def unpack(packed: np.ndarray) -> np.ndarray:
 
 def pq_decode(codes: np.ndarray, tables: np.ndarray) -> np.ndarray:
     """(n, m) codes -> (n, H) float32 vectors."""
-    m = tables.shape[0]
-    return tables[np.arange(m)[None, :], np.asarray(codes, dtype=np.intp)].reshape(len(codes), -1)
+    m, _, dsub = tables.shape
+    return tables[np.arange(m)[None, :], np.asarray(codes, dtype=np.intp)].reshape(len(codes), m * dsub)
 
 
 def _split(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -320,22 +321,64 @@ class CompressedStore:
         slots = unpack(np.asarray(self.residual_codes[rows])).astype(np.intp) + np.arange(m) * ksub
         return tables[:, slots].sum(-1)
 
+    def pair_tables(self, queries: np.ndarray) -> np.ndarray:
+        """(B, K_q, H) queries -> (B, m / 2 * 256, K_q): for each byte of residual codes (two 4-bit codes), the
+        inner product of each query vector with the two sub-vectors it decodes to, so that a vector's residual
+        score is a sum of m / 2 lookups straight from its packed bytes."""
+        nq, kq, _ = queries.shape
+        m, ksub, dsub = self.tables.shape
+        per_sub = queries.reshape(nq * kq, m, dsub).transpose(1, 0, 2)  # (m, B K_q, dsub)
+        single = np.matmul(per_sub, self.tables.transpose(0, 2, 1))  # (m, B K_q, 16)
+        single = single.reshape(m, nq, kq, ksub).transpose(1, 0, 3, 2)  # (B, m, 16, K_q)
+        low, high = single[:, 0::2], single[:, 1::2]  # a byte's low half codes the even sub-quantizer
+        pairs = high[:, :, :, None, :] + low[:, :, None, :, :]  # [byte >> 4, byte & 15]
+        return pairs.reshape(nq, (m // 2) * ksub * ksub, kq)
+
     def batch_maxsim(self, queries: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """(B, K_q, H) queries (zero vectors add nothing), (B, n) documents each (-1: none) -> (B, n) MaxSim over
-        the decoded vectors, from lookup tables, for the whole batch at once."""
+        the decoded vectors, from lookup tables (:meth:`pair_tables`), for the whole batch at once."""
         nq, kq, dim = queries.shape
-        m, ksub, dsub = self.tables.shape
+        per_query = self.tables.shape[0] // 2 * 256 * kq * 4  # bytes of one query's pair tables
+        step = max(1, TABLE_BYTES // per_query)
+        if nq > step:  # bounded memory for many query vectors at a high dimension
+            return np.concatenate([self.batch_maxsim(queries[b:b + step], docs[b:b + step])
+                                   for b in range(0, nq, step)])
         flat = np.where(docs >= 0, docs, 0).ravel()
         rows, owner, run_starts = self._rows(flat)
-        anchor = np.einsum("bkh,bnh->bnk", queries, self.anchors(flat).reshape(nq, -1, dim)).reshape(-1, kq)
-        tables = np.einsum("bkms,mcs->bmck", queries.reshape(nq, kq, m, dsub), self.tables).reshape(nq, m * ksub, kq)
-        slots = unpack(np.asarray(self.residual_codes[rows])).astype(np.intp) + np.arange(m) * ksub
-        sims = anchor[owner] + tables[(owner // docs.shape[1])[:, None], slots].sum(1)  # (rows, K_q)
+        anchor = np.matmul(self.anchors(flat).reshape(nq, -1, dim), queries.transpose(0, 2, 1)).reshape(-1, kq)
+        tables = self.pair_tables(queries).reshape(-1, kq)
+        codes = np.asarray(self.residual_codes[rows])
+        pairs = codes.shape[1]
+        base = owner // docs.shape[1] * (pairs * 256)  # each vector's query's tables
+        sims = anchor[owner]  # (rows, K_q), plus one lookup per byte (a gather into a reused buffer: cache-sized)
+        looked = np.empty_like(sims)
+        for j in range(pairs):
+            np.take(tables, codes[:, j] + (base + j * 256), axis=0, out=looked)
+            sims += looked
         scores = np.zeros(len(flat), dtype=np.float32)
         has = np.flatnonzero(np.diff(np.append(run_starts, len(owner))) > 0)  # a document without vectors scores 0
         if len(has):
             scores[has] = np.maximum(np.maximum.reduceat(sims, run_starts[has], axis=0), 0.0).sum(1)
         return np.where(docs >= 0, scores.reshape(docs.shape), 0.0)
+
+    def scan(self, queries: np.ndarray, k: int, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+        """Inner products of ``queries`` (B, H) with every anchor, decoded block by block and shared by the batch
+        (what the IVF search computes with every list probed, at a fraction of its cost): the top ``k`` scores and
+        document numbers, best first (-1 past the corpus)."""
+        n = len(self.docids)
+        scores = np.empty((len(queries), n), dtype=np.float32)
+        for s in range(0, n, block):
+            scores[:, s:s + block] = queries @ self.anchors(np.arange(s, min(n, s + block))).T
+        k_real = min(k, n)
+        top = np.argpartition(-scores, k_real - 1, axis=1)[:, :k_real] if k_real < n else \
+            np.broadcast_to(np.arange(n), scores.shape)
+        values = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-values, axis=1, kind="stable")  # (the run's final order breaks ties by docid)
+        found = np.full((len(queries), k), -1, dtype=np.int64)
+        best = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        found[:, :k_real] = np.take_along_axis(top, order, axis=1)
+        best[:, :k_real] = np.take_along_axis(values, order, axis=1)
+        return best, found
 
     def maxsim(self, q: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """MaxSim of the query vectors ``q`` (K_q, H) with each of ``docs`` over their decoded vectors."""
@@ -362,18 +405,22 @@ def compressed_search(store: CompressedStore, queries: dict[str, np.ndarray], k:
 
     Candidates come from one FAISS search per query with the mean of its vectors: against a passage's anchor,
     MaxSim is sum_i max(0, q_i . a), which equals K_q (mean q) . a whenever no product is negative, so the mean
-    vector ranks the anchors as anchor MaxSim does (at 1 / K_q of the cost of searching every query vector). The
-    work is done for ``batch`` queries at a time (zero query vectors pad a query to the longest: they add 0)."""
+    vector ranks the anchors as anchor MaxSim does (at 1 / K_q of the cost of searching every query vector). When
+    every list is probed (a small corpus, by default) the anchors are decoded once per batch and scanned with one
+    matrix product instead (:meth:`CompressedStore.scan`: the same scores). The work is done for ``batch`` queries
+    at a time (zero query vectors pad a query to the longest: they add 0)."""
     import faiss
 
     if rerank and store.exact is None:
         raise UserError("re-scoring (--maxsim-rerank) needs the float K vectors (kvectors.npy) beside the store")
     ndocs = max(ndocs, rerank, 1)
-    faiss.extract_index_ivf(store.index).nprobe = nprobe or store.manifest["nprobe"]
+    ivf = faiss.extract_index_ivf(store.index)
+    ivf.nprobe = nprobe or store.manifest["nprobe"]
+    scan_all = ivf.nprobe >= ivf.nlist
     docids = np.asarray(store.docids, dtype=object)
     qids = list(queries)
     batches = [qids[b:b + batch] for b in range(0, len(qids), batch)]
-    work = partial(_search_batch, store, queries, k, ndocs, rerank, docids)
+    work = partial(_search_batch, store, queries, k, ndocs, rerank, scan_all, docids)
     if threads > 1 and len(batches) > 1:  # NumPy's gathers and FAISS release the GIL
         from concurrent.futures import ThreadPoolExecutor
 
@@ -385,7 +432,7 @@ def compressed_search(store: CompressedStore, queries: dict[str, np.ndarray], k:
 
 
 def _search_batch(store: CompressedStore, queries: dict[str, np.ndarray], k: int, ndocs: int, rerank: int,
-                  docids: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
+                  scan_all: bool, docids: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
     """One batch of :func:`compressed_search`."""
     from diffretriever_pyserini.multivector import maxsim_block
 
@@ -398,7 +445,10 @@ def _search_batch(store: CompressedStore, queries: dict[str, np.ndarray], k: int
         padded[i, :len(q)] = q
     counts = np.array([len(q) for q in block])
     means = padded.sum(1) / np.maximum(counts, 1)[:, None]
-    approx, found = store.index.search(np.ascontiguousarray(means), max(k, ndocs))
+    if scan_all:
+        approx, found = store.scan(means, max(k, ndocs))
+    else:
+        approx, found = store.index.search(np.ascontiguousarray(means), max(k, ndocs))
     approx = np.maximum(approx, 0.0) * counts[:, None]  # anchor MaxSim
     head = found[:, :ndocs]
     scored = store.batch_maxsim(padded, head)

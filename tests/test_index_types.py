@@ -173,6 +173,40 @@ def test_compressed_layout_and_decoding(store):
     assert packed.maxsim(q, docs)[2] == 0.0  # no vectors: MaxSim 0, as exact search scores it
 
 
+def test_lookup_table_maxsim_and_the_full_scan_equal_their_naive_definitions(store):
+    """batch_maxsim (byte-pair lookup tables, padded query batches) equals MaxSim computed by loops over the
+    decoded vectors; the batched anchor scan returns what FAISS's IVF search returns with every list probed."""
+    import faiss
+
+    packed, vectors, docids, queries = store
+    names = list(queries)[:6]
+    rng = np.random.default_rng(3)
+    docs = np.stack([rng.choice(N, 9, replace=False) for _ in names])
+    docs[1, 4] = -1  # no document: scores 0
+    docs[2, 0] = 7  # a passage without vectors: 0
+    padded = np.zeros((len(names), 5, DIM), dtype=np.float32)
+    for i, name in enumerate(names):
+        padded[i, :len(queries[name])] = queries[name]
+    got = packed.batch_maxsim(padded, docs)
+    for i, name in enumerate(names):
+        for j, d in enumerate(docs[i]):
+            if d < 0:
+                assert got[i, j] == 0.0
+                continue
+            decoded, _, _ = packed.document_vectors(np.array([d]))
+            naive = sum(max([0.0] + [float(np.dot(q, v)) for v in decoded]) for q in queries[name])
+            assert got[i, j] == pytest.approx(naive, abs=1e-4)
+    means = np.stack([queries[name].mean(0) for name in names]).astype(np.float32)
+    scores, found = packed.scan(means, 50)
+    faiss.extract_index_ivf(packed.index).nprobe = packed.manifest["nlist"]
+    want_scores, want = packed.index.search(means, 50)
+    assert np.allclose(scores, want_scores, atol=1e-4)
+    assert (found == want).mean() > 0.98  # the same documents in the same order (up to rounding near-ties)
+    padded_scores, padded_found = packed.scan(means, N + 5)
+    assert (padded_found[:, N:] == -1).all() and np.isinf(padded_scores[:, N:]).all()
+    assert sorted(padded_found[0, :N].tolist()) == list(range(N))
+
+
 def test_compressed_search_with_everything_probed_and_rescored_equals_exact(store):
     packed, vectors, docids, queries = store
     exact = _exact(vectors, docids, queries, N)
