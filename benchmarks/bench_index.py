@@ -224,8 +224,8 @@ def main() -> None:
     parser.add_argument("--synthetic-kq", type=int, default=4, help="query vectors per synthetic query")
     parser.add_argument("--synthetic-nlist", type=int, default=None,
                         help="anchor lists of the synthetic store (default: as for a real corpus)")
-    parser.add_argument("--synthetic-dense", default="flat,sq8,pq,ivfpq",
-                        help="single-vector types built at Dream's shape (comma-separated; hnsw-sq8 takes long)")
+    parser.add_argument("--synthetic-dense", default="flat,sq8,sq6,ivfpq",
+                        help="single-vector types built at Dream's shape (comma-separated; pq, hnsw-sq8: minutes)")
     parser.add_argument("--skip-synthetic", action="store_true", help="SciFact only")
     parser.set_defaults(dataset="scifact")
     args = parser.parse_args()

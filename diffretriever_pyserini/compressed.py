@@ -24,7 +24,8 @@ as anchor MaxSim does; the best ``ndocs`` are scored with MaxSim over their deco
 ranked first, the other candidates follow in anchor order, up to ``k``; optionally the top ``rerank`` are re-scored
 exactly from a float copy of the K vectors. Every max is clamped at 0, as in exact MaxSim. The FAISS lists and the
 code arrays are memory-mapped, so a search holds in memory the centroids, the direct map (8 bytes per passage) and
-one batch of candidates, whatever the corpus size.
+one batch of candidates, whatever the corpus size; when every list is probed (by default, corpora up to about 20,000
+passages) the anchors are decoded once per search and kept while it runs if that takes at most 256 MB.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ KMEANS_ITERATIONS = 10
 CHUNK_DOCS = 1024
 SCAN_DOCUMENTS = 20_000
 TABLE_BYTES = 64 << 20
+DECODED_BYTES = 256 << 20
 DEFAULT_NDOCS = 100
 DEFAULT_RERANK = 0
 RESIDUAL_DIMS = 8
@@ -290,6 +292,7 @@ class CompressedStore:
         self.index = faiss.read_index(str(folder / "anchors.faiss"), faiss.IO_FLAG_MMAP_IFC)
         self.docids = docids
         self.exact = exact
+        self._decoded = None
         if len(docids) != len(self.docstart) - 1:
             raise UserError(f"{len(self.docstart) - 1} documents in the compressed store but {len(docids)} docids; "
                             "rebuild it (delete the folder)", folder)
@@ -298,8 +301,18 @@ class CompressedStore:
         return self.manifest["bytes_per_doc"]
 
     def anchors(self, docs: np.ndarray) -> np.ndarray:
-        """(n, H) decoded anchors of ``docs`` (through the index's direct map)."""
+        """(n, H) decoded anchors of ``docs`` (through the index's direct map, or the decoded copy)."""
+        if self._decoded is not None:
+            return self._decoded[docs]
         return self.index.reconstruct_batch(np.asarray(docs, dtype=np.int64))
+
+    def decode_all(self, limit: int = DECODED_BYTES) -> bool:
+        """Keep every anchor decoded in memory when that costs at most ``limit`` bytes (a corpus scanned whole:
+        decoded once per search instead of once per batch); whether it did."""
+        n, dim = len(self.docids), self.manifest["dimension"]
+        if self._decoded is None and n * dim * 4 <= limit:
+            self._decoded = self.index.reconstruct_n(0, n)
+        return self._decoded is not None
 
     def document_vectors(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The decoded vectors (anchor + residual) of ``docs`` (n, H), each one's position in ``docs``, and the
@@ -368,7 +381,9 @@ class CompressedStore:
         n = len(self.docids)
         scores = np.empty((len(queries), n), dtype=np.float32)
         for s in range(0, n, block):
-            scores[:, s:s + block] = queries @ self.anchors(np.arange(s, min(n, s + block))).T
+            part = self._decoded[s:s + block] if self._decoded is not None else \
+                self.anchors(np.arange(s, min(n, s + block)))
+            scores[:, s:s + block] = queries @ part.T
         k_real = min(k, n)
         top = np.argpartition(-scores, k_real - 1, axis=1)[:, :k_real] if k_real < n else \
             np.broadcast_to(np.arange(n), scores.shape)
@@ -417,6 +432,8 @@ def compressed_search(store: CompressedStore, queries: dict[str, np.ndarray], k:
     ivf = faiss.extract_index_ivf(store.index)
     ivf.nprobe = nprobe or store.manifest["nprobe"]
     scan_all = ivf.nprobe >= ivf.nlist
+    if scan_all:
+        store.decode_all()
     docids = np.asarray(store.docids, dtype=object)
     qids = list(queries)
     batches = [qids[b:b + batch] for b in range(0, len(qids), batch)]
@@ -452,6 +469,8 @@ def _search_batch(store: CompressedStore, queries: dict[str, np.ndarray], k: int
     approx = np.maximum(approx, 0.0) * counts[:, None]  # anchor MaxSim
     head = found[:, :ndocs]
     scored = store.batch_maxsim(padded, head)
+    if not rerank:
+        return _ranked(names, counts, head, scored, found[:, ndocs:k], approx[:, ndocs:k], k, docids)
     for i, qid in enumerate(names):
         ok = head[i] >= 0
         ids, values = head[i][ok], scored[i][ok]
@@ -470,4 +489,28 @@ def _search_batch(store: CompressedStore, queries: dict[str, np.ndarray], k: int
         ids = np.concatenate([ids, tail[tail_ok]])
         order = np.lexsort((ids, -values))[:k]  # best first, ties by document number
         run[qid] = dict(zip(docids[ids[order]].tolist(), values[order].tolist()))
+    return run
+
+
+def _ranked(names: list[str], counts: np.ndarray, head: np.ndarray, scored: np.ndarray, tail: np.ndarray,
+            tail_scores: np.ndarray, k: int, docids: np.ndarray) -> dict[str, dict[str, float]]:
+    """The batch's runs: the scored ``head`` first, then the ``tail`` in anchor order shifted just below the
+    lowest head score of its query (as :func:`_below`), best first, ties by document number; sorted for the whole
+    batch at once."""
+    ok, tail_ok = head >= 0, tail >= 0
+    floor = np.where(ok, scored, np.inf).min(1)
+    first = np.where(tail_ok, tail_scores, -np.inf).max(1) if tail.shape[1] else np.full(len(head), -np.inf)
+    shift = np.maximum(0.0, np.where(np.isfinite(first), first - floor + 1e-3, 0.0)).astype(np.float32)
+    values = np.concatenate([np.where(ok, scored, -np.inf), np.where(tail_ok, tail_scores - shift[:, None], -np.inf)],
+                            axis=1)
+    ids = np.concatenate([head, tail], axis=1)
+    order = np.lexsort((np.where(ids >= 0, ids, np.iinfo(np.int64).max), -values), axis=1)[:, :k]
+    valid = ok.sum(1) + tail_ok.sum(1)
+    run: dict[str, dict[str, float]] = {}
+    for i, qid in enumerate(names):
+        if not counts[i] or not ok[i].any():
+            run[qid] = {}
+            continue
+        keep = order[i, :min(k, valid[i])]
+        run[qid] = dict(zip(docids[ids[i, keep]].tolist(), values[i, keep].tolist()))
     return run

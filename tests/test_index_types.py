@@ -202,6 +202,10 @@ def test_lookup_table_maxsim_and_the_full_scan_equal_their_naive_definitions(sto
     want_scores, want = packed.index.search(means, 50)
     assert np.allclose(scores, want_scores, atol=1e-4)
     assert (found == want).mean() > 0.98  # the same documents in the same order (up to rounding near-ties)
+    fresh = cq.CompressedStore(packed.folder, docids)  # every anchor decoded once in memory: the same answers
+    assert not fresh.decode_all(limit=N * DIM * 4 - 1) and fresh.decode_all()
+    assert np.array_equal(fresh.scan(means, 50)[1], cq.CompressedStore(packed.folder, docids).scan(means, 50)[1])
+    assert np.allclose(fresh.batch_maxsim(padded, docs), got, atol=1e-5)
     padded_scores, padded_found = packed.scan(means, N + 5)
     assert (padded_found[:, N:] == -1).all() and np.isinf(padded_scores[:, N:]).all()
     assert sorted(padded_found[0, :N].tolist()) == list(range(N))
