@@ -52,6 +52,7 @@ CHUNK_DOCS = 1024
 SCAN_DOCUMENTS = 20_000
 TABLE_BYTES = 64 << 20
 DECODED_BYTES = 256 << 20
+MAX_BATCH = 256
 DEFAULT_NDOCS = 100
 DEFAULT_RERANK = 0
 RESIDUAL_DIMS = 8
@@ -415,7 +416,7 @@ def _below(scores: np.ndarray, floor: float) -> np.ndarray:
 
 def compressed_search(store: CompressedStore, queries: dict[str, np.ndarray], k: int = 1000,
                       nprobe: int | None = None, ndocs: int = DEFAULT_NDOCS, rerank: int = DEFAULT_RERANK,
-                      batch: int = 64, threads: int = 2) -> dict[str, dict[str, float]]:
+                      batch: int | None = None, threads: int = 2) -> dict[str, dict[str, float]]:
     """MaxSim over the compressed store (see the module docstring); ``nprobe`` defaults to the store's own.
 
     Candidates come from one FAISS search per query with the mean of its vectors: against a passage's anchor,
@@ -423,7 +424,8 @@ def compressed_search(store: CompressedStore, queries: dict[str, np.ndarray], k:
     vector ranks the anchors as anchor MaxSim does (at 1 / K_q of the cost of searching every query vector). When
     every list is probed (a small corpus, by default) the anchors are decoded once per batch and scanned with one
     matrix product instead (:meth:`CompressedStore.scan`: the same scores). The work is done for ``batch`` queries
-    at a time (zero query vectors pad a query to the longest: they add 0)."""
+    at a time (default: the queries split evenly over ``threads``, at most 256 a batch; zero query vectors pad a
+    query to the longest: they add 0)."""
     import faiss
 
     if rerank and store.exact is None:
@@ -436,6 +438,7 @@ def compressed_search(store: CompressedStore, queries: dict[str, np.ndarray], k:
         store.decode_all()
     docids = np.asarray(store.docids, dtype=object)
     qids = list(queries)
+    batch = batch or min(MAX_BATCH, max(1, -(-len(qids) // max(threads, 1))))  # one batch per thread, if it fits
     batches = [qids[b:b + batch] for b in range(0, len(qids), batch)]
     work = partial(_search_batch, store, queries, k, ndocs, rerank, scan_all, docids)
     if threads > 1 and len(batches) > 1:  # NumPy's gathers and FAISS release the GIL
@@ -494,23 +497,25 @@ def _search_batch(store: CompressedStore, queries: dict[str, np.ndarray], k: int
 
 def _ranked(names: list[str], counts: np.ndarray, head: np.ndarray, scored: np.ndarray, tail: np.ndarray,
             tail_scores: np.ndarray, k: int, docids: np.ndarray) -> dict[str, dict[str, float]]:
-    """The batch's runs: the scored ``head`` first, then the ``tail`` in anchor order shifted just below the
-    lowest head score of its query (as :func:`_below`), best first, ties by document number; sorted for the whole
-    batch at once."""
+    """The batch's runs, best first: the scored ``head`` sorted, then the ``tail`` (already in descending anchor
+    order, -1 past the end) shifted just below the lowest head score of its query (as :func:`_below`). Equal
+    scores come in either order here; the run writer breaks ties by docid."""
     ok, tail_ok = head >= 0, tail >= 0
-    floor = np.where(ok, scored, np.inf).min(1)
-    first = np.where(tail_ok, tail_scores, -np.inf).max(1) if tail.shape[1] else np.full(len(head), -np.inf)
-    shift = np.maximum(0.0, np.where(np.isfinite(first), first - floor + 1e-3, 0.0)).astype(np.float32)
-    values = np.concatenate([np.where(ok, scored, -np.inf), np.where(tail_ok, tail_scores - shift[:, None], -np.inf)],
-                            axis=1)
-    ids = np.concatenate([head, tail], axis=1)
-    order = np.lexsort((np.where(ids >= 0, ids, np.iinfo(np.int64).max), -values), axis=1)[:, :k]
-    valid = ok.sum(1) + tail_ok.sum(1)
+    values = np.where(ok, scored, -np.inf)
+    order = np.argsort(-values, axis=1, kind="stable")
+    head, values = np.take_along_axis(head, order, axis=1), np.take_along_axis(values, order, axis=1)
+    n_head, n_tail = ok.sum(1), tail_ok.sum(1)
+    floor = values[np.arange(len(head)), np.maximum(n_head - 1, 0)]
+    first = tail_scores[:, 0] if tail.shape[1] else np.zeros(len(head), dtype=np.float32)
+    shift = np.maximum(0.0, first - floor + 1e-3).astype(np.float32)
     run: dict[str, dict[str, float]] = {}
     for i, qid in enumerate(names):
-        if not counts[i] or not ok[i].any():
+        if not counts[i] or not n_head[i]:
             run[qid] = {}
             continue
-        keep = order[i, :min(k, valid[i])]
-        run[qid] = dict(zip(docids[ids[i, keep]].tolist(), values[i, keep].tolist()))
+        top = min(int(n_head[i]), k)
+        more = min(int(n_tail[i]), k - top)
+        ids = np.concatenate([head[i, :top], tail[i, :more]])
+        scores = np.concatenate([values[i, :top], tail_scores[i, :more] - shift[i]])
+        run[qid] = dict(zip(docids[ids].tolist(), scores.tolist()))
     return run

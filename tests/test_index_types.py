@@ -243,6 +243,13 @@ def test_compressed_search_defaults_recall_and_rerank(store):
         assert [s for _, s in head] == pytest.approx(truth.tolist(), abs=1e-5)  # exact scores, in order
         assert all(a[1] >= b[1] for a, b in zip(ranked, ranked[1:]))  # one descending list
         assert {d for d, _ in head} == set(list(plain[qid])[:30])  # re-scoring re-orders the same top 30
+        assert all(a >= b for a, b in zip(list(plain[qid].values()), list(plain[qid].values())[1:]))
+    short = cq.compressed_search(packed, queries, k=10)  # fewer hits than the 100 scored candidates
+    deep = cq.compressed_search(packed, queries, k=1000, batch=7, threads=2)  # past the scored ones, other batches
+    for qid in queries:
+        assert list(short[qid].items()) == list(plain[qid].items())[:10]
+        assert len(deep[qid]) == 1000 and set(list(deep[qid])[:100]) == set(plain[qid])
+        assert list(deep[qid].values())[:100] == pytest.approx(list(plain[qid].values()), abs=1e-5)
 
 
 def test_compressed_search_needs_the_float_vectors_to_rescore(store):
