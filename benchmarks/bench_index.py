@@ -136,22 +136,28 @@ class SyntheticStore:
     def __init__(self, n: int, k: int, dim: int, seed: int = 0):
         self.shape, self.seed = (n, k, dim), seed
         self.signs = np.array([[1.0 if b & (128 >> i) else -1.0 for i in range(8)] for b in range(256)],
-                              dtype=np.float32) / np.sqrt(dim)  # byte -> its 8 bits as +-1/sqrt(H)
+                              dtype=np.float32) / np.float32(np.sqrt(dim))  # byte -> its 8 bits as +-1/sqrt(H)
 
-    def _block(self, b: int) -> np.ndarray:
+    def _block_into(self, b: int, out: np.ndarray, lo: int, hi: int) -> None:
+        """Documents lo:hi (within block ``b``) written into ``out`` (hi - lo, K, H), without an extra copy when
+        the whole block is asked for."""
         size = min(self.BLOCK, self.shape[0] - b * self.BLOCK)
         rng = np.random.default_rng([self.seed, b])
         raw = rng.integers(0, 256, size=size * self.shape[1] * self.shape[2] // 8, dtype=np.uint8)
-        return self.signs[raw].reshape(size, *self.shape[1:])
+        if hi - lo == size:
+            np.take(self.signs, raw, axis=0, out=out.reshape(-1, 8))
+        else:
+            out[:] = self.signs[raw].reshape(size, *self.shape[1:])[lo - b * self.BLOCK: hi - b * self.BLOCK]
 
     def __getitem__(self, item: slice) -> np.ndarray:
         start, stop, _ = item.indices(self.shape[0])
+        out = np.empty((max(0, stop - start), *self.shape[1:]), dtype=np.float32)
         if stop <= start:
-            return np.zeros((0, *self.shape[1:]), dtype=np.float32)
-        first, last = start // self.BLOCK, (stop - 1) // self.BLOCK
-        blocks = [self._block(b) for b in range(first, last + 1)]
-        joined = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-        return joined[start - first * self.BLOCK: stop - first * self.BLOCK]
+            return out
+        for b in range(start // self.BLOCK, (stop - 1) // self.BLOCK + 1):
+            lo, hi = max(start, b * self.BLOCK), min(stop, (b + 1) * self.BLOCK)
+            self._block_into(b, out[lo - start: hi - start], lo, hi)
+        return out
 
 
 def synthetic_part(args, work: Path) -> tuple[list[dict], dict]:
