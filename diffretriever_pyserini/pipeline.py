@@ -90,19 +90,19 @@ class RunConfig:
                 "as the reference's brute-force sparse scoring returns; Lucene returns matching documents only"})
     maxsim: str = field(default="exact", metadata={"choices": ("exact", "candidates", "compressed"),
         "help": "multi_dense search: exact (blocked brute force over the float K vectors, as the reference scores), "
-                "candidates (FAISS float rows + exact re-scoring) or compressed (centroid + product-quantized "
-                "residual store, about 16x smaller than float16, PLAID-style pruning; --maxsim-rerank re-scores "
-                "its top hits exactly); an approximate run's recall against exact search on --maxsim-check queries "
-                "is written beside it"})
+                "candidates (FAISS float rows + exact re-scoring) or compressed (an anchor per passage in a 4-bit "
+                "IVF index + a 4-bit product-quantized residual per vector, about 9x smaller than float16 at 384 "
+                "dimensions and 21x at 3,584; --maxsim-rerank re-scores its top hits exactly); an approximate "
+                "run's recall against exact search on --maxsim-check queries is written beside it"})
     maxsim_check: int = field(default=100, metadata={
         "help": "queries on which a candidates or compressed run is compared with exact MaxSim (0 = skip)"})
     depth: int = field(default=DEFAULT_DEPTH, metadata={"help": "candidate rows per query vector (maxsim=candidates)"})
     maxsim_nprobe: int | None = field(default=None, metadata={
-        "help": "anchor lists probed per query vector (maxsim=compressed; default: the store's own, lists holding "
+        "help": "anchor lists probed per query (maxsim=compressed; default: the store's own, lists holding "
                 "about 20,000 passages, so all of a small corpus)"})
     maxsim_ndocs: int = field(default=compressed.DEFAULT_NDOCS, metadata={
-        "help": "candidates per query scored from their residual codes, the best by centroid-only MaxSim; the "
-                "other candidates follow in centroid-score order (maxsim=compressed)"})
+        "help": "passages per query scored with MaxSim over their decoded vectors, the best by anchor score; the "
+                "rest of the top --hits follow in anchor-score order (maxsim=compressed)"})
     maxsim_rerank: int = field(default=0, metadata={
         "help": "top hits re-scored exactly from the float K vectors (maxsim=compressed; 0 = none)"})
     dense_index: str = field(default="flat", metadata={"choices": DENSE_INDEX_TYPES,
