@@ -1,7 +1,7 @@
 """Index size against quality and speed (`make bench-index`): every dense and multi-vector index type side by side.
 
 Part 1, SciFact test (real encodings: the fine-tuned CPU model of `make demo` when it exists, else the zero-shot
-readout with K_q = K_p = 16; complete encodings are reused): for each single-vector index type (flat, sq16, sq8, pq,
+readout at the default K (--k-q / --k-p to change); complete encodings are reused): for each single-vector index type (flat, sq16, sq8, pq,
 ivfpq, hnsw-sq8) and each MaxSim search (exact brute force, today's FAISS candidates, the compressed store with and
 without exact re-scoring), the bytes per document a search reads, the build time, queries per second (all test
 queries, top 1000, best of --repeats) and nDCG@10 / R@100 by pytrec_eval, with the difference to the exact run.
@@ -241,9 +241,9 @@ def main() -> None:
     if args.model == "minilm" and (demo / "retriever_config.json").is_file():
         args.model = str(demo)
         log.info("using the fine-tuned demo model %s", demo)
-    elif args.model == "minilm":
-        args.k_q, args.k_p = args.k_q or 16, args.k_p or 16
-        log.info("no fine-tuned demo model in %s: zero-shot readout, K_q = K_p = 16", demo)
+    elif args.model == "minilm":  # the demo's zero-shot readout (K 4, its encodings reused when the demo ran)
+        log.info("no fine-tuned demo model in %s: zero-shot readout (weak dense vectors: the quality columns say "
+                 "little)", demo)
     cfg = _config(args).resolved()
     dense_rows, multi_rows, shape = scifact_part(args, cfg)
     print(f"\nSciFact test: {shape['documents']} documents, {shape['queries']} queries, model {shape['model']}, "
