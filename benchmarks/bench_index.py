@@ -1,10 +1,11 @@
 """Index size against quality and speed (`make bench-index`): every dense and multi-vector index type side by side.
 
 Part 1, SciFact test (real encodings: the fine-tuned CPU model of `make demo` when it exists, else the zero-shot
-readout at the default K (--k-q / --k-p to change); complete encodings are reused): for each single-vector index type (flat, sq16, sq8, pq,
-ivfpq, hnsw-sq8) and each MaxSim search (exact brute force, today's FAISS candidates, the compressed store with and
-without exact re-scoring), the bytes per document a search reads, the build time, queries per second (all test
-queries, top 1000, best of --repeats) and nDCG@10 / R@100 by pytrec_eval, with the difference to the exact run.
+readout at the default K (--k-q / --k-p to change); complete encodings are reused): for each single-vector index
+type (flat, sq16, sq8, sq6, pq, ivfpq, hnsw-sq8) and each MaxSim search (exact brute force, today's FAISS
+candidates, the compressed store with and without exact re-scoring), the bytes per document a search reads, the
+build time, queries per second (all test queries, top 1000, best of --repeats) and nDCG@10 / R@100 by pytrec_eval,
+with the difference to the exact run.
 
 Part 2, synthetic store at Dream's shape (3,584 dimensions, K_p = 16, random unit vectors, 100,000 documents,
 generated in seeded blocks and never held whole): bytes per document and queries per second of the compressed
