@@ -182,13 +182,6 @@ def _anchor_index(dim: int, nlist: int):
     return index
 
 
-def _decoded_anchors(index, centroids: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """The anchors as the index stores them: list centroid + the 4-bit codes of the rest, decoded."""
-    _, lists = index.quantizer.search(np.ascontiguousarray(anchors), 1)
-    base = centroids[lists[:, 0]]
-    return base + index.sq.decode(index.sq.compute_codes(np.ascontiguousarray(anchors - base)))
-
-
 def build_compressed(vectors, out: str | Path, nlist: int | None = None, residual_dims: int = RESIDUAL_DIMS,
                      seed: int = 0, chunk_docs: int = CHUNK_DOCS, progress: bool = False) -> Path:
     """Compress ``vectors`` (N, K, H), anything sliceable by document ranges (a memory-mapped ``kvectors.npy``),
@@ -209,10 +202,10 @@ def build_compressed(vectors, out: str | Path, nlist: int | None = None, residua
     index = _anchor_index(dim, nlist)
     index.train(sample)
     del sample
-    centroids = index.quantizer.reconstruct_n(0, nlist)
     block, keep, anchors = _split(np.concatenate([vectors[s:e] for s, e in _pieces(n, TRAIN_DOCS)]))
-    # the residual sub-quantizers learn what is left after the anchor as the index decodes it
-    decoded = _decoded_anchors(index, centroids, anchors)
+    # the residual sub-quantizers learn what is left after the anchor as the index decodes it (list centroid + the
+    # 4-bit codes of the rest)
+    decoded = index.sa_decode(index.sa_encode(anchors))
     residuals = _residuals(block, keep, decoded)
     pick = np.random.default_rng(seed).permutation(len(residuals))[:TRAIN_VECTORS]
     tables = train_pq(residuals[pick], m, seed=seed)
@@ -235,8 +228,9 @@ def build_compressed(vectors, out: str | Path, nlist: int | None = None, residua
         with open(tmp / "residual_codes.raw", "wb") as codes_out:
             for s in chunks:
                 block, keep, anchors = _split(vectors[s:s + chunk_docs])
-                index.add(anchors)  # ids 0, 1, ... in document order
-                decoded = _decoded_anchors(index, centroids, anchors)
+                codes = index.sa_encode(anchors)  # each anchor's list and 4-bit codes, computed once
+                index.add_sa_codes(codes)  # ids 0, 1, ... in document order
+                decoded = index.sa_decode(codes)
                 codes_out.write(pq.compute_codes(_residuals(block, keep, decoded)).tobytes())
                 doc_counts[s:s + len(block)] = keep.sum(1)
                 total += int(keep.sum())
@@ -287,7 +281,6 @@ class CompressedStore:
         self.folder = folder
         self.manifest = json.loads((folder / "manifest.json").read_text())
         self.tables = np.load(folder / "residual_pq.npy")
-        self.pq = product_quantizer(self.tables)
         self.residual_codes = np.load(folder / "residual_codes.npy", mmap_mode="r")
         self.docstart = np.load(folder / "docstart.npy", mmap_mode="r")
         self.index = faiss.read_index(str(folder / "anchors.faiss"), faiss.IO_FLAG_MMAP_IFC)
@@ -326,14 +319,6 @@ class CompressedStore:
         starts, ends = np.asarray(self.docstart[docs]), np.asarray(self.docstart[docs + 1])
         owner = np.repeat(np.arange(len(docs)), ends - starts)
         return _ranges(starts, ends), owner, np.concatenate([[0], np.cumsum(ends - starts)[:-1]]).astype(np.int64)
-
-    def residual_scores(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """(K_q, n) inner products of the query vectors with the decoded residuals of vectors ``rows``, summed
-        from per-sub-quantizer lookup tables (the residuals are never decoded)."""
-        m, ksub, dsub = self.tables.shape
-        tables = np.einsum("kms,mcs->kmc", q.reshape(len(q), m, dsub), self.tables).reshape(len(q), m * ksub)
-        slots = unpack(np.asarray(self.residual_codes[rows])).astype(np.intp) + np.arange(m) * ksub
-        return tables[:, slots].sum(-1)
 
     def pair_tables(self, queries: np.ndarray) -> np.ndarray:
         """(B, K_q, H) queries -> (B, m / 2 * 256, K_q): for each byte of residual codes (two 4-bit codes), the
@@ -398,13 +383,7 @@ class CompressedStore:
 
     def maxsim(self, q: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """MaxSim of the query vectors ``q`` (K_q, H) with each of ``docs`` over their decoded vectors."""
-        rows, owner, run_starts = self._rows(docs)
-        sims = (q @ self.anchors(docs).T)[:, owner] + self.residual_scores(q, rows)
-        scores = np.zeros(len(docs), dtype=np.float32)
-        has = np.flatnonzero(np.diff(np.append(run_starts, len(owner))) > 0)  # a document without vectors scores 0
-        if len(has):
-            scores[has] = np.maximum(np.maximum.reduceat(sims, run_starts[has], axis=1), 0.0).sum(0)
-        return scores
+        return self.batch_maxsim(np.asarray(q, dtype=np.float32)[None], np.asarray(docs)[None])[0]
 
 
 def _below(scores: np.ndarray, floor: float) -> np.ndarray:
@@ -454,9 +433,6 @@ def compressed_search(store: CompressedStore, queries: dict[str, np.ndarray], k:
 def _search_batch(store: CompressedStore, queries: dict[str, np.ndarray], k: int, ndocs: int, rerank: int,
                   scan_all: bool, docids: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
     """One batch of :func:`compressed_search`."""
-    from diffretriever_pyserini.multivector import maxsim_block
-
-    run: dict[str, dict[str, float]] = {}
     block = [np.asarray(queries[q], dtype=np.float32) for q in names]
     block = [q[q.any(axis=-1)] for q in block]  # a dropped query position scores 0 against everything
     width = max(1, max(len(q) for q in block))
@@ -472,27 +448,27 @@ def _search_batch(store: CompressedStore, queries: dict[str, np.ndarray], k: int
     approx = np.maximum(approx, 0.0) * counts[:, None]  # anchor MaxSim
     head = found[:, :ndocs]
     scored = store.batch_maxsim(padded, head)
-    if not rerank:
-        return _ranked(names, counts, head, scored, found[:, ndocs:k], approx[:, ndocs:k], k, docids)
-    for i, qid in enumerate(names):
-        ok = head[i] >= 0
-        ids, values = head[i][ok], scored[i][ok]
-        if not counts[i] or not len(ids):
-            run[qid] = {}
+    if rerank:
+        scored = _rescored(store, block, head, scored, rerank)
+    return _ranked(names, counts, head, scored, found[:, ndocs:k], approx[:, ndocs:k], k, docids)
+
+
+def _rescored(store: CompressedStore, block: list[np.ndarray], head: np.ndarray, scored: np.ndarray,
+              rerank: int) -> np.ndarray:
+    """``scored`` with each query's top ``rerank`` head documents re-scored exactly from the float K vectors and
+    the rest of its head shifted just below them (their order kept)."""
+    from diffretriever_pyserini.multivector import maxsim_block
+
+    scored = scored.copy()
+    for i, q in enumerate(block):
+        ok = np.flatnonzero(head[i] >= 0)
+        if not len(q) or not len(ok):
             continue
-        if rerank:  # the top ``rerank`` re-scored exactly; the rest keep their order below them
-            order = np.lexsort((ids, -values))
-            ids, values = ids[order], values[order]
-            values[:rerank] = maxsim_block(block[i][None], np.asarray(store.exact[ids[:rerank]],
-                                                                      dtype=np.float32))[0]
-            values[rerank:] = _below(values[rerank:], float(values[:rerank].min()))
-        tail = found[i, ndocs:k]
-        tail_ok = tail >= 0
-        values = np.concatenate([values, _below(approx[i, ndocs:k][tail_ok], float(values.min()))])
-        ids = np.concatenate([ids, tail[tail_ok]])
-        order = np.lexsort((ids, -values))[:k]  # best first, ties by document number
-        run[qid] = dict(zip(docids[ids[order]].tolist(), values[order].tolist()))
-    return run
+        order = ok[np.lexsort((head[i, ok], -scored[i, ok]))]
+        top, rest = order[:rerank], order[rerank:]
+        scored[i, top] = maxsim_block(q[None], np.asarray(store.exact[head[i, top]], dtype=np.float32))[0]
+        scored[i, rest] = _below(scored[i, rest], float(scored[i, top].min()))
+    return scored
 
 
 def _ranked(names: list[str], counts: np.ndarray, head: np.ndarray, scored: np.ndarray, tail: np.ndarray,
@@ -507,7 +483,7 @@ def _ranked(names: list[str], counts: np.ndarray, head: np.ndarray, scored: np.n
     n_head, n_tail = ok.sum(1), tail_ok.sum(1)
     floor = values[np.arange(len(head)), np.maximum(n_head - 1, 0)]
     first = tail_scores[:, 0] if tail.shape[1] else np.zeros(len(head), dtype=np.float32)
-    shift = np.maximum(0.0, first - floor + 1e-3).astype(np.float32)
+    shift = np.maximum(0.0, first.astype(np.float64) - floor + 1e-3)  # as _below computes it
     run: dict[str, dict[str, float]] = {}
     for i, qid in enumerate(names):
         if not counts[i] or not n_head[i]:
