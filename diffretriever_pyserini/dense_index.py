@@ -111,7 +111,7 @@ def build_dense_index(dense_dir: str | Path, kind: str, seed: int = 0) -> Path:
             return out
         flat, n, dim = _flat_vectors(dense_dir)
         rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, TRAIN_SAMPLE), replace=False))
-        sample = np.stack([flat.reconstruct(int(r)) for r in rows]).astype(np.float32)
+        sample = flat.reconstruct_batch(rows).astype(np.float32)
         chunks = (flat.reconstruct_n(s, min(CHUNK, n - s)) for s in range(0, n, CHUNK))
         write_index(out, kind, n, dim, sample, chunks, dense_dir / "docid",
                     {"source": str(dense_dir), "encoding": read_metadata(dense_dir).get("request")})

@@ -82,8 +82,10 @@ def encode_corpus(encoder, docs: Iterable[dict], outputs: EncodeOutputs, batch_s
         _encode_into(reader, docs, outputs, meta, stats, progress, batch_size, sort_window, kvector_dtype)
     except UserError as exc:
         cause = exc.__cause__
-        if isinstance(cause, OSError) and disk_full_error(cause, outputs.root) is not None:
-            raise disk_full_error(cause, outputs.root, _bytes_needed(reader, total, kvector_dtype)) from cause
+        full = disk_full_error(cause, outputs.root, _bytes_needed(reader, total, kvector_dtype)) \
+            if isinstance(cause, OSError) else None
+        if full is not None:  # the same error, now with the space the whole encoding needs
+            raise full from cause
         raise
     progress.close()
     if stats["truncated"]:

@@ -408,7 +408,7 @@ def step_index(cfg: RunConfig) -> Path:
 def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
     """Queries -> a run per selected mode (see MODES), each evaluated."""
     cfg = cfg.resolved()
-    from diffretriever_pyserini.dense_index import build_dense_index, describe, index_folder
+    from diffretriever_pyserini.dense_index import build_dense_index, describe
     from diffretriever_pyserini.encoders import DiffRetrieverQueryEncoder
     from diffretriever_pyserini.indexing import index_is_complete
     from diffretriever_pyserini.search import dense_searcher, hybrid_search, impact_searcher, search_topics
@@ -420,9 +420,7 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
                                               **cfg.readout_options("query"), **cfg.backbone_options())
     topics = prepared.query_texts()
     query_encoder.prime(list(topics.values()))
-    dense_folder = index_folder(paths.encodings.dense, cfg.dense_index)
-    if cfg.dense_index != "flat" and not (dense_folder / "metadata.json").is_file():
-        build_dense_index(paths.encodings.dense, cfg.dense_index)
+    dense_folder = build_dense_index(paths.encodings.dense, cfg.dense_index)  # (built once; flat: the folder itself)
     dense = dense_searcher(dense_folder, query_encoder)
     sparse = impact_searcher(paths.impact_index, query_encoder.sparse)
     rq, modes = cfg.remove_self_hits, cfg.mode_list()

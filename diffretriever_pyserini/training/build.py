@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from diffretriever_pyserini.datasets import DatasetError, get_dataset, source_dir
+from diffretriever_pyserini.datasets import DatasetError, get_dataset, iter_prepared_corpus, source_dir
 from diffretriever_pyserini.training.data import (beir_train_qrels, keep_known_documents, mine_bm25_negatives,
                                                   per_pair, scifact_training_claims, tevatron, write_examples)
 
@@ -45,7 +45,6 @@ def build_training_data(cfg, source: str, negatives: int, out: str | None, tevat
         return out_path, write_examples(out_path, examples)  # Tevatron files carry their own hard negatives
     else:
         raise ValueError(f"unknown training source {source!r}")
-    from diffretriever_pyserini.datasets import iter_prepared_corpus
     from diffretriever_pyserini.pipeline import step_prepare
 
     corpus_ids = {d["id"] for d in iter_prepared_corpus(step_prepare(cfg).corpus_dir)}
