@@ -51,6 +51,7 @@ KMEANS_ITERATIONS = 10
 CHUNK_DOCS = 1024
 SCAN_DOCUMENTS = 20_000
 TABLE_BYTES = 64 << 20
+CHUNK_ROWS = 65_536
 DECODED_BYTES = 256 << 20
 MAX_BATCH = 256
 DEFAULT_NDOCS = 100
@@ -106,12 +107,11 @@ def train_pq(x: np.ndarray, m: int, ksub: int = KSUB, iterations: int = KMEANS_I
     picks = np.random.default_rng(seed).choice(n, size=ksub, replace=n < ksub)
     tables = x[picks].reshape(ksub, m, dim // m).transpose(1, 0, 2).copy()
     base = np.arange(m)[None, :] * ksub
-    subs = x.reshape(n, m, dim // m)
+    columns = x.reshape(n, m, dim // m).transpose(2, 0, 1).reshape(dim // m, n * m)  # one copy, row d contiguous
     for _ in range(iterations):
         slots = (encode(x, tables).astype(np.int64) + base).ravel()  # sub-quantizer * ksub + code
         counts = np.bincount(slots, minlength=m * ksub)
-        sums = np.stack([np.bincount(slots, weights=subs[:, :, d].ravel(), minlength=m * ksub)
-                         for d in range(dim // m)], axis=1)
+        sums = np.stack([np.bincount(slots, weights=column, minlength=m * ksub) for column in columns], axis=1)
         filled = counts > 0  # an empty centroid keeps its place
         flat = tables.reshape(m * ksub, -1)
         flat[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
@@ -320,65 +320,73 @@ class CompressedStore:
         owner = np.repeat(np.arange(len(docs)), ends - starts)
         return _ranges(starts, ends), owner, np.concatenate([[0], np.cumsum(ends - starts)[:-1]]).astype(np.int64)
 
-    def pair_tables(self, queries: np.ndarray) -> np.ndarray:
-        """(B, K_q, H) queries -> (B, m / 2 * 256, K_q): for each byte of residual codes (two 4-bit codes), the
-        inner product of each query vector with the two sub-vectors it decodes to, so that a vector's residual
-        score is a sum of m / 2 lookups straight from its packed bytes."""
+    def sub_tables(self, queries: np.ndarray) -> np.ndarray:
+        """(B, K_q, H) queries -> (m, B * 16, K_q): [j, b * 16 + c] holds the inner product of each vector of query
+        b with centroid c of residual sub-quantizer j, so that a vector's residual score is a sum of m lookups, one
+        per 4-bit code."""
         nq, kq, _ = queries.shape
         m, ksub, dsub = self.tables.shape
         per_sub = queries.reshape(nq * kq, m, dsub).transpose(1, 0, 2)  # (m, B K_q, dsub)
         single = np.matmul(per_sub, self.tables.transpose(0, 2, 1))  # (m, B K_q, 16)
-        single = single.reshape(m, nq, kq, ksub).transpose(1, 0, 3, 2)  # (B, m, 16, K_q)
-        low, high = single[:, 0::2], single[:, 1::2]  # a byte's low half codes the even sub-quantizer
-        pairs = high[:, :, :, None, :] + low[:, :, None, :, :]  # [byte >> 4, byte & 15]
-        return pairs.reshape(nq, (m // 2) * ksub * ksub, kq)
+        return np.ascontiguousarray(single.reshape(m, nq, kq, ksub).transpose(0, 1, 3, 2)).reshape(m, -1, kq)
 
     def batch_maxsim(self, queries: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """(B, K_q, H) queries (zero vectors add nothing), (B, n) documents each (-1: none) -> (B, n) MaxSim over
-        the decoded vectors, from lookup tables (:meth:`pair_tables`), for the whole batch at once."""
+        the decoded vectors, from lookup tables (:meth:`sub_tables`), for the whole batch at once."""
         nq, kq, dim = queries.shape
-        per_query = self.tables.shape[0] // 2 * 256 * kq * 4  # bytes of one query's pair tables
-        step = max(1, TABLE_BYTES // per_query)
-        if nq > step:  # bounded memory for many query vectors at a high dimension
+        m = self.tables.shape[0]
+        step = max(1, TABLE_BYTES // (m * KSUB * kq * 4))  # bounded tables for many query vectors
+        if nq > step:
             return np.concatenate([self.batch_maxsim(queries[b:b + step], docs[b:b + step])
                                    for b in range(0, nq, step)])
         flat = np.where(docs >= 0, docs, 0).ravel()
         rows, owner, run_starts = self._rows(flat)
         anchor = np.matmul(self.anchors(flat).reshape(nq, -1, dim), queries.transpose(0, 2, 1)).reshape(-1, kq)
-        tables = self.pair_tables(queries).reshape(-1, kq)
-        codes = np.asarray(self.residual_codes[rows])
-        pairs = codes.shape[1]
-        base = owner // docs.shape[1] * (pairs * 256)  # each vector's query's tables
-        sims = anchor[owner]  # (rows, K_q), plus one lookup per byte (a gather into a reused buffer: cache-sized)
-        looked = np.empty_like(sims)
-        for j in range(pairs):
-            np.take(tables, codes[:, j] + (base + j * 256), axis=0, out=looked)
-            sims += looked
+        tables = self.sub_tables(queries)
+        sims = anchor[owner]  # (rows, K_q), plus one lookup per code: a gather into reused buffers
+        first = owner // docs.shape[1] * KSUB  # each vector's query's first row in a sub-quantizer's table
+        where, looked = np.empty_like(first), np.empty_like(sims)
+        for s in range(0, len(rows), CHUNK_ROWS):
+            packed = np.asarray(self.residual_codes[rows[s:s + CHUNK_ROWS]]).T.copy()  # (m / 2, chunk)
+            n = packed.shape[1]
+            part, at, out = sims[s:s + n], where[:n], looked[:n]
+            for j in range(m):  # FAISS packs sub-quantizer 2 i in the low half of byte i, 2 i + 1 in the high
+                np.add(first[s:s + n], packed[j // 2] >> 4 if j % 2 else packed[j // 2] & 15, out=at)
+                np.take(tables[j], at, axis=0, out=out)
+                part += out
         scores = np.zeros(len(flat), dtype=np.float32)
         has = np.flatnonzero(np.diff(np.append(run_starts, len(owner))) > 0)  # a document without vectors scores 0
         if len(has):
             scores[has] = np.maximum(np.maximum.reduceat(sims, run_starts[has], axis=0), 0.0).sum(1)
         return np.where(docs >= 0, scores.reshape(docs.shape), 0.0)
 
-    def scan(self, queries: np.ndarray, k: int, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    def scan(self, queries: np.ndarray, k: int, head: int | None = None,
+             block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
         """Inner products of ``queries`` (B, H) with every anchor, decoded block by block and shared by the batch
         (what the IVF search computes with every list probed, at a fraction of its cost): the top ``k`` scores and
-        document numbers, best first (-1 past the corpus)."""
+        document numbers (-1 past the corpus, at the end). Best first when ``head`` is None; else only partitioned:
+        the best ``head`` first, then the rest, each part in any order (the run is sorted when it is written)."""
         n = len(self.docids)
-        scores = np.empty((len(queries), n), dtype=np.float32)
+        negated = np.empty((len(queries), n), dtype=np.float32)  # negated: ascending selection, no extra copy
+        minus = -np.asarray(queries, dtype=np.float32)
         for s in range(0, n, block):
             part = self._decoded[s:s + block] if self._decoded is not None else \
                 self.anchors(np.arange(s, min(n, s + block)))
-            scores[:, s:s + block] = queries @ part.T
+            np.matmul(minus, part.T, out=negated[:, s:s + block])
         k_real = min(k, n)
-        top = np.argpartition(-scores, k_real - 1, axis=1)[:, :k_real] if k_real < n else \
-            np.broadcast_to(np.arange(n), scores.shape)
-        values = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-values, axis=1, kind="stable")  # (the run's final order breaks ties by docid)
+        top = np.argpartition(negated, k_real - 1, axis=1)[:, :k_real] if k_real < n else \
+            np.broadcast_to(np.arange(n), negated.shape)
+        values = np.take_along_axis(negated, top, axis=1)
+        if head is None:
+            order = np.argsort(values, axis=1)  # (equal scores in either order: the run writer breaks ties by docid)
+        elif head < k_real:
+            order = np.argpartition(values, head - 1, axis=1)
+        else:
+            order = None
         found = np.full((len(queries), k), -1, dtype=np.int64)
         best = np.full((len(queries), k), -np.inf, dtype=np.float32)
-        found[:, :k_real] = np.take_along_axis(top, order, axis=1)
-        best[:, :k_real] = np.take_along_axis(values, order, axis=1)
+        found[:, :k_real] = top if order is None else np.take_along_axis(top, order, axis=1)
+        np.negative(values if order is None else np.take_along_axis(values, order, axis=1), out=best[:, :k_real])
         return best, found
 
     def maxsim(self, q: np.ndarray, docs: np.ndarray) -> np.ndarray:
@@ -442,7 +450,7 @@ def _search_batch(store: CompressedStore, queries: dict[str, np.ndarray], k: int
     counts = np.array([len(q) for q in block])
     means = padded.sum(1) / np.maximum(counts, 1)[:, None]
     if scan_all:
-        approx, found = store.scan(means, max(k, ndocs))
+        approx, found = store.scan(means, max(k, ndocs), head=ndocs)
     else:
         approx, found = store.index.search(np.ascontiguousarray(means), max(k, ndocs))
     approx = np.maximum(approx, 0.0) * counts[:, None]  # anchor MaxSim
@@ -473,17 +481,20 @@ def _rescored(store: CompressedStore, block: list[np.ndarray], head: np.ndarray,
 
 def _ranked(names: list[str], counts: np.ndarray, head: np.ndarray, scored: np.ndarray, tail: np.ndarray,
             tail_scores: np.ndarray, k: int, docids: np.ndarray) -> dict[str, dict[str, float]]:
-    """The batch's runs, best first: the scored ``head`` sorted, then the ``tail`` (already in descending anchor
-    order, -1 past the end) shifted just below the lowest head score of its query (as :func:`_below`). Equal
-    scores come in either order here; the run writer breaks ties by docid."""
+    """The batch's runs: the scored ``head`` (its best ``k`` when it holds more), then the ``tail`` (anchor order,
+    -1 past the end; sorted or not) shifted just below the lowest head score of its query (as :func:`_below`).
+    Each run's hits come in no particular order (the head's best first): the run writer ranks them, ties by docid."""
     ok, tail_ok = head >= 0, tail >= 0
     values = np.where(ok, scored, -np.inf)
-    order = np.argsort(-values, axis=1, kind="stable")
+    order = np.argsort(-values, axis=1)
     head, values = np.take_along_axis(head, order, axis=1), np.take_along_axis(values, order, axis=1)
     n_head, n_tail = ok.sum(1), tail_ok.sum(1)
     floor = values[np.arange(len(head)), np.maximum(n_head - 1, 0)]
-    first = tail_scores[:, 0] if tail.shape[1] else np.zeros(len(head), dtype=np.float32)
+    first = np.where(tail_ok, tail_scores, -np.inf).max(1) if tail.shape[1] else np.full(len(head), -np.inf)
     shift = np.maximum(0.0, first.astype(np.float64) - floor + 1e-3)  # as _below computes it
+    width = head.shape[1]  # converted for the whole batch at once, then cut per query
+    ids = docids[np.where(np.concatenate([ok, tail_ok], axis=1), np.concatenate([head, tail], axis=1), 0)].tolist()
+    scores = np.concatenate([values, tail_scores - shift[:, None]], axis=1).tolist()
     run: dict[str, dict[str, float]] = {}
     for i, qid in enumerate(names):
         if not counts[i] or not n_head[i]:
@@ -491,7 +502,9 @@ def _ranked(names: list[str], counts: np.ndarray, head: np.ndarray, scored: np.n
             continue
         top = min(int(n_head[i]), k)
         more = min(int(n_tail[i]), k - top)
-        ids = np.concatenate([head[i, :top], tail[i, :more]])
-        scores = np.concatenate([values[i, :top], tail_scores[i, :more] - shift[i]])
-        run[qid] = dict(zip(docids[ids].tolist(), scores.tolist()))
+        if top == width:  # the whole head: the kept hits are one slice
+            run[qid] = dict(zip(ids[i][:top + more], scores[i][:top + more]))
+        else:
+            keep = slice(width, width + more)
+            run[qid] = dict(zip(ids[i][:top] + ids[i][keep], scores[i][:top] + scores[i][keep]))
     return run

@@ -11,6 +11,7 @@ import pytest
 from diffretriever_pyserini import compressed as cq
 from diffretriever_pyserini import dense_index as di
 from diffretriever_pyserini import multivector as mv
+from diffretriever_pyserini.runs import ranked
 from diffretriever_pyserini.writers import FaissWriter
 
 N, KP, DIM, TOP = 1500, 4, 256, 5
@@ -174,7 +175,7 @@ def test_compressed_layout_and_decoding(store):
 
 
 def test_lookup_table_maxsim_and_the_full_scan_equal_their_naive_definitions(store):
-    """batch_maxsim (byte-pair lookup tables, padded query batches) equals MaxSim computed by loops over the
+    """batch_maxsim (per-code lookup tables, padded query batches) equals MaxSim computed by loops over the
     decoded vectors; the batched anchor scan returns what FAISS's IVF search returns with every list probed."""
     import faiss
 
@@ -217,7 +218,7 @@ def test_compressed_search_with_everything_probed_and_rescored_equals_exact(stor
     full = cq.compressed_search(packed, queries, k=N, nprobe=packed.manifest["nlist"], ndocs=N, rerank=N)
     for qid in queries:
         assert set(full[qid]) == set(exact[qid])
-        order = list(full[qid])  # ranked by exact score (equal to float rounding: either order)
+        order = [d for d, _ in ranked(full[qid])]  # ranked by exact score (equal to float rounding: either order)
         assert all(exact[qid][a] >= exact[qid][b] - 1e-5 for a, b in zip(order, order[1:]))
         for d, s in full[qid].items():
             assert s == pytest.approx(exact[qid][d], abs=1e-5)
@@ -229,27 +230,30 @@ def test_compressed_search_defaults_recall_and_rerank(store):
     packed, vectors, docids, queries = store
     assert packed.manifest["nprobe"] == packed.manifest["nlist"]  # a small corpus is probed whole by default
     exact = _exact(vectors, docids, queries, 100)
-    plain = cq.compressed_search(packed, queries, k=100)
+    plain = {q: ranked(hits) for q, hits in cq.compressed_search(packed, queries, k=100).items()}
     top = {q: list(hits)[:TOP] for q, hits in exact.items()}
-    assert np.mean([set(top[q]) == set(list(plain[q])[:TOP]) for q in queries]) >= 0.95
-    assert mv.agreement(exact, plain, 100)["recall@100"] >= 0.5  # the rest sits near 0: near-ties
+    assert np.mean([set(top[q]) == {d for d, _ in plain[q][:TOP]} for q in queries]) >= 0.95
+    assert mv.agreement(exact, {q: dict(hits) for q, hits in plain.items()}, 100)["recall@100"] >= 0.5  # near-ties
     reranked = cq.compressed_search(packed, queries, k=100, rerank=30)
     for qid, q in queries.items():
-        ranked = list(reranked[qid].items())
-        assert len(ranked) == 100 and len(plain[qid]) == 100
-        assert [d for d, _ in ranked[:TOP]] == top[qid]
-        head = ranked[:30]
+        hits = ranked(reranked[qid])
+        assert len(hits) == 100 and len(plain[qid]) == 100
+        assert [d for d, _ in hits[:TOP]] == top[qid]
+        head = hits[:30]
         truth = mv.maxsim_block(q[None], vectors[[docids.index(d) for d, _ in head]])[0]
         assert [s for _, s in head] == pytest.approx(truth.tolist(), abs=1e-5)  # exact scores, in order
-        assert all(a[1] >= b[1] for a, b in zip(ranked, ranked[1:]))  # one descending list
-        assert {d for d, _ in head} == set(list(plain[qid])[:30])  # re-scoring re-orders the same top 30
-        assert all(a >= b for a, b in zip(list(plain[qid].values()), list(plain[qid].values())[1:]))
+        assert {d for d, _ in head} == {d for d, _ in plain[qid][:30]}  # re-scoring re-orders the same top 30
+        assert min(s for _, s in head) > max(s for _, s in hits[30:])  # the rest below the re-scored ones
     short = cq.compressed_search(packed, queries, k=10)  # fewer hits than the 100 scored candidates
     deep = cq.compressed_search(packed, queries, k=1000, batch=7, threads=2)  # past the scored ones, other batches
     for qid in queries:
-        assert list(short[qid].items()) == list(plain[qid].items())[:10]
-        assert len(deep[qid]) == 1000 and set(list(deep[qid])[:100]) == set(plain[qid])
-        assert list(deep[qid].values())[:100] == pytest.approx(list(plain[qid].values()), abs=1e-5)
+        assert ranked(short[qid]) == plain[qid][:10]
+        deep_hits = ranked(deep[qid])
+        assert len(deep_hits) == 1000 and {d for d, _ in deep_hits[:100]} == {d for d, _ in plain[qid]}
+        assert [s for _, s in deep_hits[:100]] == pytest.approx([s for _, s in plain[qid]], abs=1e-5)
+        anchors = [max(0.0, float(packed.index.reconstruct(docids.index(d)) @ queries[qid].mean(0)))
+                   for d, _ in deep_hits[100:]]  # anchor MaxSim: negative products count 0
+        assert all(a >= b - 1e-5 for a, b in zip(anchors, anchors[1:]))  # the rest in anchor order
 
 
 def test_compressed_search_needs_the_float_vectors_to_rescore(store):
