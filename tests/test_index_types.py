@@ -63,16 +63,26 @@ class _Vectors:
 
 @pytest.mark.parametrize("kind,min_recall", [("sq16", 1.0), ("sq8", 1.0), ("sq6", 1.0), ("pq", 0.9),
                                              ("ivfpq", 0.9), ("hnsw-sq8", 1.0)])
-def test_dense_index_types_through_pyserini_against_flat(corpus, kind, min_recall):
+def test_dense_index_types_through_pyserini_against_flat(corpus, kind, min_recall, caplog, capfd):
     """sq16, sq8, sq6 and hnsw-sq8 are lossless enough here to return exactly the flat index's top hits; the 16x
     smaller pq and ivfpq keep at least the stated share of them."""
+    import logging
+
     import faiss
 
     from diffretriever_pyserini.search import dense_searcher
 
     folder, vectors, docids, queries = corpus
     single = {q: _unit(v.sum(0)) for q, v in queries.items()}
-    built = di.build_dense_index(folder, kind)
+    with caplog.at_level(logging.INFO, logger="diffretriever_pyserini.dense_index"):
+        built = di.build_dense_index(folder, kind)
+    small = [r.getMessage() for r in caplog.records if "training vectors" in r.getMessage()]
+    if kind in ("pq", "ivfpq"):  # 1,500 training vectors for 256 centroids: said once, not by FAISS per sub-quantizer
+        assert small == [f"{kind}: 1500 training vectors for the 256 centroids of each of {DIM // 4} sub-quantizers "
+                         "(FAISS asks for 9984; the codes fit a small corpus less finely)"]
+        assert "WARNING clustering" not in capfd.readouterr().err
+    else:
+        assert not small
     assert built == di.index_folder(folder, kind) and built != folder
     meta = json.loads((built / "metadata.json").read_text())
     flat_bytes = di.index_bytes(folder) / N
