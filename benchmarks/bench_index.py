@@ -240,7 +240,7 @@ def table(rows: list[dict], columns: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _add_run_options(parser)
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=int, default=5,
                         help="timed repeats of each SciFact search (the fastest counts; the MaxSim searches "
                              "other than exact take turns)")
     parser.add_argument("--rerank", type=int, default=100, help="hits re-scored from float16 in the re-scored row")

@@ -316,9 +316,16 @@ rerun never reuses encodings made by an older readout."""
 def encoding_request(cfg: RunConfig) -> dict:
     """What a corpus encoding was asked to be (kept in its metadata; a complete encoding is reused only for the
     same request)."""
-    return {"readout_version": READOUT_VERSION, "model": cfg.model, "adapter": cfg.adapter, "family": cfg.family,
+    return {"readout_version": READOUT_VERSION, "model": _where(cfg.model), "adapter": _where(cfg.adapter),
+            "family": cfg.family,
             "dtype": cfg.dtype, "shifted_logits": cfg.shifted_logits, "kvector_dtype": cfg.kvector_dtype,
             **cfg.readout_options("passage")}
+
+
+def _where(source: str | None) -> str | None:
+    """A local model or adapter folder as an absolute path (the same folder named from another working directory
+    is the same request); a hub id as it is."""
+    return str(Path(source).resolve()) if source and Path(source).is_dir() else source
 
 
 def _same_request(stored: dict | None, request: dict) -> bool:

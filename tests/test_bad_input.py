@@ -455,3 +455,20 @@ def _state(pid: int) -> str:
         return (Path(f"/proc/{pid}/status")).read_text().split("State:")[1].split("\n")[0].lower()
     except (OSError, IndexError):
         return "gone"
+
+
+def test_an_encoding_request_names_a_local_model_folder_by_its_absolute_path(tmp_path, monkeypatch):
+    """The same fine-tuned folder named relative to two working directories is one request (its encodings are
+    reused, not made again); a hub id stays as written."""
+    from diffretriever_pyserini.pipeline import RunConfig, _same_request, encoding_request
+
+    model = tmp_path / "work" / "finetune" / "final"
+    model.mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    here = encoding_request(RunConfig(dataset="scifact", model="work/finetune/final"))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    there = encoding_request(RunConfig(dataset="scifact", model=str(model)))
+    assert here["model"] == there["model"] == str(model.resolve()) and _same_request(here, there)
+    assert encoding_request(RunConfig(dataset="scifact", model="GSAI-ML/LLaDA-8B-Instruct"))["model"] == \
+        "GSAI-ML/LLaDA-8B-Instruct"
