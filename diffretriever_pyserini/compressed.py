@@ -54,6 +54,7 @@ TABLE_BYTES = 64 << 20
 CHUNK_ROWS = 65_536
 DECODED_BYTES = 256 << 20
 MAX_BATCH = 256
+ROWS_PER_BATCH = 102_400
 DEFAULT_NDOCS = 100
 DEFAULT_RERANK = 0
 RESIDUAL_DIMS = 8
@@ -332,7 +333,10 @@ class CompressedStore:
 
     def batch_maxsim(self, queries: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """(B, K_q, H) queries (zero vectors add nothing), (B, n) documents each (-1: none) -> (B, n) MaxSim over
-        the decoded vectors, from lookup tables (:meth:`sub_tables`), for the whole batch at once."""
+        the decoded vectors, for the whole batch at once. The residual products come from lookup tables (one
+        gather of K_q floats per vector and code: :meth:`_table_products`) for a few query vectors, from the decoded
+        residuals and one matrix product per query (one gather of H / m floats per vector and code:
+        :meth:`_decoded_products`) when K_q is at least H / m (the same scores; half the time at K_q = 16 here)."""
         nq, kq, dim = queries.shape
         m = self.tables.shape[0]
         step = max(1, TABLE_BYTES // (m * KSUB * kq * 4))  # bounded tables for many query vectors
@@ -342,9 +346,23 @@ class CompressedStore:
         flat = np.where(docs >= 0, docs, 0).ravel()
         rows, owner, run_starts = self._rows(flat)
         anchor = np.matmul(self.anchors(flat).reshape(nq, -1, dim), queries.transpose(0, 2, 1)).reshape(-1, kq)
+        sims = anchor[owner]  # (rows, K_q): each vector's anchor part, plus its residual part
+        if kq >= self.tables.shape[2]:
+            self._decoded_products(queries, rows, np.searchsorted(owner, np.arange(nq + 1) * docs.shape[1]), sims)
+        else:
+            self._table_products(queries, rows, owner // docs.shape[1], sims)
+        scores = np.zeros(len(flat), dtype=np.float32)
+        has = np.flatnonzero(np.diff(np.append(run_starts, len(owner))) > 0)  # a document without vectors scores 0
+        if len(has):
+            scores[has] = np.maximum(np.maximum.reduceat(sims, run_starts[has], axis=0), 0.0).sum(1)
+        return np.where(docs >= 0, scores.reshape(docs.shape), 0.0)
+
+    def _table_products(self, queries: np.ndarray, rows: np.ndarray, query_of: np.ndarray, sims: np.ndarray) -> None:
+        """Add to ``sims`` (rows, K_q) each row's residual products with its query (``query_of``): m lookups per
+        row in :meth:`sub_tables`, gathered into reused buffers."""
+        m = self.tables.shape[0]
         tables = self.sub_tables(queries)
-        sims = anchor[owner]  # (rows, K_q), plus one lookup per code: a gather into reused buffers
-        first = owner // docs.shape[1] * KSUB  # each vector's query's first row in a sub-quantizer's table
+        first = query_of * KSUB  # each row's query's first row in a sub-quantizer's table
         where, looked = np.empty_like(first), np.empty_like(sims)
         for s in range(0, len(rows), CHUNK_ROWS):
             packed = np.asarray(self.residual_codes[rows[s:s + CHUNK_ROWS]]).T.copy()  # (m / 2, chunk)
@@ -354,11 +372,18 @@ class CompressedStore:
                 np.add(first[s:s + n], packed[j // 2] >> 4 if j % 2 else packed[j // 2] & 15, out=at)
                 np.take(tables[j], at, axis=0, out=out)
                 part += out
-        scores = np.zeros(len(flat), dtype=np.float32)
-        has = np.flatnonzero(np.diff(np.append(run_starts, len(owner))) > 0)  # a document without vectors scores 0
-        if len(has):
-            scores[has] = np.maximum(np.maximum.reduceat(sims, run_starts[has], axis=0), 0.0).sum(1)
-        return np.where(docs >= 0, scores.reshape(docs.shape), 0.0)
+
+    def _decoded_products(self, queries: np.ndarray, rows: np.ndarray, bounds: np.ndarray, sims: np.ndarray) -> None:
+        """Add to ``sims`` (rows, K_q) each row's residual products with its query: the rows of query b
+        (``bounds[b]:bounds[b + 1]``) decoded and multiplied by its vectors."""
+        m, ksub, dsub = self.tables.shape
+        centroids = self.tables.reshape(m * ksub, dsub)
+        offsets = (np.arange(m, dtype=np.intp) * ksub)[None, :]
+        for b in range(len(queries)):
+            s, e = bounds[b], bounds[b + 1]
+            if e > s:
+                at = unpack(np.asarray(self.residual_codes[rows[s:e]])) + offsets
+                sims[s:e] += np.take(centroids, at, axis=0).reshape(e - s, m * dsub) @ queries[b].T
 
     def scan(self, queries: np.ndarray, k: int, head: int | None = None,
              block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -411,8 +436,9 @@ def compressed_search(store: CompressedStore, queries: dict[str, np.ndarray], k:
     vector ranks the anchors as anchor MaxSim does (at 1 / K_q of the cost of searching every query vector). When
     every list is probed (a small corpus, by default) the anchors are decoded once per batch and scanned with one
     matrix product instead (:meth:`CompressedStore.scan`: the same scores). The work is done for ``batch`` queries
-    at a time (default: the queries split evenly over ``threads``, at most 256 a batch; zero query vectors pad a
-    query to the longest: they add 0)."""
+    at a time (default: the queries split evenly over ``threads``, at most 256 a batch and at most about
+    ROWS_PER_BATCH scored vectors, which keeps a batch's work in cache at K_p = 16; zero query vectors pad a query
+    to the longest: they add 0)."""
     import faiss
 
     if rerank and store.exact is None:
@@ -425,7 +451,13 @@ def compressed_search(store: CompressedStore, queries: dict[str, np.ndarray], k:
         store.decode_all()
     docids = np.asarray(store.docids, dtype=object)
     qids = list(queries)
-    batch = batch or min(MAX_BATCH, max(1, -(-len(qids) // max(threads, 1))))  # one batch per thread, if it fits
+    # the lookup tables are NumPy gathers, one core each: batches spread over threads; the decoded residuals'
+    # products are BLAS's, already on every core: batches in turn (threads on top of them only wait for each other)
+    width = max((int(np.asarray(q).any(axis=-1).sum()) for q in queries.values()), default=0)
+    threads = threads if width < store.tables.shape[2] else 1
+    if not batch:  # one batch per thread, if it fits
+        rows = max(1, ndocs * store.manifest["k_p"])
+        batch = min(MAX_BATCH, max(1, ROWS_PER_BATCH // rows), max(1, -(-len(qids) // max(threads, 1))))
     batches = [qids[b:b + batch] for b in range(0, len(qids), batch)]
     work = partial(_search_batch, store, queries, k, ndocs, rerank, scan_all, docids)
     if threads > 1 and len(batches) > 1:  # NumPy's gathers and FAISS release the GIL

@@ -198,15 +198,20 @@ def test_lookup_table_maxsim_and_the_full_scan_equal_their_naive_definitions(sto
     padded = np.zeros((len(names), 5, DIM), dtype=np.float32)
     for i, name in enumerate(names):
         padded[i, :len(queries[name])] = queries[name]
+    wide = _unit(rng.normal(size=(len(names), 11, DIM)))  # K_q >= H / m: decoded residuals instead of tables
+    wide[1, 9:] = 0.0  # (zero vectors pad a query)
+    assert padded.shape[1] < packed.tables.shape[2] <= wide.shape[1]
+    for batch in (padded, wide):
+        got = packed.batch_maxsim(batch, docs)
+        for i in range(len(names)):
+            for j, d in enumerate(docs[i]):
+                if d < 0:
+                    assert got[i, j] == 0.0
+                    continue
+                decoded, _, _ = packed.document_vectors(np.array([d]))
+                naive = sum(max([0.0] + [float(np.dot(q, v)) for v in decoded]) for q in batch[i])
+                assert got[i, j] == pytest.approx(naive, abs=1e-4)
     got = packed.batch_maxsim(padded, docs)
-    for i, name in enumerate(names):
-        for j, d in enumerate(docs[i]):
-            if d < 0:
-                assert got[i, j] == 0.0
-                continue
-            decoded, _, _ = packed.document_vectors(np.array([d]))
-            naive = sum(max([0.0] + [float(np.dot(q, v)) for v in decoded]) for q in queries[name])
-            assert got[i, j] == pytest.approx(naive, abs=1e-4)
     means = np.stack([queries[name].mean(0) for name in names]).astype(np.float32)
     scores, found = packed.scan(means, 50)
     faiss.extract_index_ivf(packed.index).nprobe = packed.manifest["nlist"]
@@ -222,8 +227,13 @@ def test_lookup_table_maxsim_and_the_full_scan_equal_their_naive_definitions(sto
     assert sorted(padded_found[0, :N].tolist()) == list(range(N))
 
 
-def test_compressed_search_with_everything_probed_and_rescored_equals_exact(store):
+@pytest.mark.parametrize("k_q", [3, 12])  # lookup tables; decoded residuals (K_q >= H / m)
+def test_compressed_search_with_everything_probed_and_rescored_equals_exact(store, k_q):
     packed, vectors, docids, queries = store
+    if k_q != 3:
+        rng = np.random.default_rng(5)
+        queries = {q: _unit(v[rng.integers(0, 3, k_q)] + 0.05 * rng.normal(size=(k_q, DIM)) / np.sqrt(DIM))
+                   for q, v in list(queries.items())[:10]}
     exact = _exact(vectors, docids, queries, N)
     full = cq.compressed_search(packed, queries, k=N, nprobe=packed.manifest["nlist"], ndocs=N, rerank=N)
     for qid in queries:
