@@ -343,10 +343,13 @@ class CompressedStore:
         if nq > step:
             return np.concatenate([self.batch_maxsim(queries[b:b + step], docs[b:b + step])
                                    for b in range(0, nq, step)])
-        flat = np.where(docs >= 0, docs, 0).ravel()
+        docs_or_0 = np.where(docs >= 0, docs, 0)
+        flat = docs_or_0.ravel()
         rows, owner, run_starts = self._rows(flat)
-        anchor = np.matmul(self.anchors(flat).reshape(nq, -1, dim), queries.transpose(0, 2, 1)).reshape(-1, kq)
-        sims = anchor[owner]  # (rows, K_q): each vector's anchor part, plus its residual part
+        anchor = np.empty((nq, docs.shape[1], kq), dtype=np.float32)
+        for b in range(nq):  # one query's anchors at a time: they stay in cache for the product
+            np.matmul(self.anchors(docs_or_0[b]), queries[b].T, out=anchor[b])
+        sims = anchor.reshape(-1, kq)[owner]  # (rows, K_q): each vector's anchor part, plus its residual part
         if kq >= self.tables.shape[2]:
             self._decoded_products(queries, rows, np.searchsorted(owner, np.arange(nq + 1) * docs.shape[1]), sims)
         else:
