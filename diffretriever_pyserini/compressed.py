@@ -127,9 +127,10 @@ def unpack(packed: np.ndarray) -> np.ndarray:
 
 
 def pq_decode(codes: np.ndarray, tables: np.ndarray) -> np.ndarray:
-    """(n, m) codes -> (n, H) float32 vectors."""
-    m, _, dsub = tables.shape
-    return tables[np.arange(m)[None, :], np.asarray(codes, dtype=np.intp)].reshape(len(codes), m * dsub)
+    """(n, m) codes -> (n, H) float32 vectors (one gather from the centroids laid end to end)."""
+    m, ksub, dsub = tables.shape
+    at = np.asarray(codes, dtype=np.intp) + np.arange(m, dtype=np.intp) * ksub
+    return np.take(tables.reshape(m * ksub, dsub), at, axis=0).reshape(len(codes), m * dsub)
 
 
 def _split(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -350,7 +351,7 @@ class CompressedStore:
         for b in range(nq):  # one query's anchors at a time: they stay in cache for the product
             np.matmul(self.anchors(docs_or_0[b]), queries[b].T, out=anchor[b])
         sims = anchor.reshape(-1, kq)[owner]  # (rows, K_q): each vector's anchor part, plus its residual part
-        if kq >= self.tables.shape[2]:
+        if self.decodes_residuals(kq):
             self._decoded_products(queries, rows, np.searchsorted(owner, np.arange(nq + 1) * docs.shape[1]), sims)
         else:
             self._table_products(queries, rows, owner // docs.shape[1], sims)
@@ -379,14 +380,15 @@ class CompressedStore:
     def _decoded_products(self, queries: np.ndarray, rows: np.ndarray, bounds: np.ndarray, sims: np.ndarray) -> None:
         """Add to ``sims`` (rows, K_q) each row's residual products with its query: the rows of query b
         (``bounds[b]:bounds[b + 1]``) decoded and multiplied by its vectors."""
-        m, ksub, dsub = self.tables.shape
-        centroids = self.tables.reshape(m * ksub, dsub)
-        offsets = (np.arange(m, dtype=np.intp) * ksub)[None, :]
         for b in range(len(queries)):
             s, e = bounds[b], bounds[b + 1]
             if e > s:
-                at = unpack(np.asarray(self.residual_codes[rows[s:e]])) + offsets
-                sims[s:e] += np.take(centroids, at, axis=0).reshape(e - s, m * dsub) @ queries[b].T
+                sims[s:e] += pq_decode(unpack(np.asarray(self.residual_codes[rows[s:e]])), self.tables) @ queries[b].T
+
+    def decodes_residuals(self, k_q: int) -> bool:
+        """Whether :meth:`batch_maxsim` scores ``k_q`` query vectors from decoded residuals (BLAS) rather than from
+        lookup tables: from K_q = H / m on, where a decoded code gathers fewer floats than a looked-up one."""
+        return k_q >= self.tables.shape[2]
 
     def scan(self, queries: np.ndarray, k: int, head: int | None = None,
              block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -457,7 +459,7 @@ def compressed_search(store: CompressedStore, queries: dict[str, np.ndarray], k:
     # the lookup tables are NumPy gathers, one core each: batches spread over threads; the decoded residuals'
     # products are BLAS's, already on every core: batches in turn (threads on top of them only wait for each other)
     width = max((int(np.asarray(q).any(axis=-1).sum()) for q in queries.values()), default=0)
-    threads = threads if width < store.tables.shape[2] else 1
+    threads = 1 if store.decodes_residuals(width) else threads
     if not batch:  # one batch per thread, if it fits
         rows = max(1, ndocs * store.manifest["k_p"])
         batch = min(MAX_BATCH, max(1, ROWS_PER_BATCH // rows), max(1, -(-len(qids) // max(threads, 1))))

@@ -133,10 +133,11 @@ def write_index(out: Path, kind: str, n: int, dim: int, sample: np.ndarray, chun
     start = time.perf_counter()
     index, params = _new_index(kind, n, dim)
     if not index.is_trained:
-        if "m" in params and len(sample) < FAISS_MIN_POINTS * 256:
-            log.info("%s: %d training vectors for the 256 centroids of each of %d sub-quantizers (FAISS asks for "
-                     "%d; the codes fit a small corpus less finely)", kind, len(sample), params["m"],
-                     FAISS_MIN_POINTS * 256)
+        centroids = 1 << params["nbits"] if "nbits" in params else 0  # per sub-quantizer (pq, ivfpq)
+        if len(sample) < FAISS_MIN_POINTS * centroids:
+            log.info("%s: %d training vectors for the %d centroids of each of %d sub-quantizers (FAISS asks for "
+                     "%d; the codes fit a small corpus less finely)", kind, len(sample), centroids, params["m"],
+                     FAISS_MIN_POINTS * centroids)
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
     for chunk in chunks:
         index.add(np.ascontiguousarray(chunk, dtype=np.float32))
