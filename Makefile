@@ -2,9 +2,19 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV ?= .venv
+# The stack: the newest working Python >= 3.12 with Pyserini 2.4 (primary), else Python 3.11 with Pyserini 1.6.
+# PYTHON=... overrides the choice; each interpreter gets its own virtual environment.
+ifeq ($(origin PYTHON), undefined)
+PYTHON := $(shell bash tools/find-python)
+endif
+PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+LEGACY := $(filter 3.10 3.11,$(PY_VERSION))
+PYSERINI_SPEC ?= $(if $(LEGACY),pyserini==1.6.0,pyserini==2.4.0)
+VENV ?= .venv-py$(PY_VERSION)
 TORCH_SPEC ?= torch==2.13.0
+# the Pyserini-facing tests and the SciFact end to end: what the Pyserini 1.6 / Python 3.11 job runs
+LEGACY_TESTS ?= tests/test_pyserini_native.py tests/test_offline.py tests/test_java.py tests/test_imports.py \
+	tests/test_e2e_scifact.py tests/test_trec_anserini.py tests/test_fusion_runs_eval.py tests/test_reference_readout.py
 MIRROR ?= $(BEIR_MIRROR)
 MODEL ?= minilm
 ADAPTER ?=
@@ -35,7 +45,7 @@ RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(KQ),--k
 	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR)) \
 	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM) --dense-index $(DENSE_INDEX) $(if $(DENOISE),--denoise-steps $(DENOISE))
 
-.PHONY: help install test demo bench-k bench-maxsim bench-index bench-scale report baselines anserini-configs paper-configs \
+.PHONY: help install stack test test-legacy demo bench-k bench-maxsim bench-index bench-scale report baselines anserini-configs paper-configs \
 	paper-check beir-all $(addprefix beir-,$(BEIR_DATASETS))
 
 help: ## show this help
@@ -50,20 +60,32 @@ help: ## show this help
 	@echo "  DATASET=$(DATASET) (report)  MODES=$(MODES) (comma-separated; empty = all)  MAXSIM=$(MAXSIM) (exact|candidates|compressed)"
 	@echo "  DENSE_INDEX=$(DENSE_INDEX) (flat|sq16|sq8|sq6|pq|ivfpq|hnsw-sq8)"
 	@echo "  DENOISE=$(DENOISE) (denoising steps S; empty = 1, or a fine-tuned model's own)  CHECKPOINT=$(CHECKPOINT) (paper-check)"
-	@echo "  RUNS=$(RUNS)  VENV=$(VENV)  PYTHON=$(PYTHON)  TORCH_SPEC=$(TORCH_SPEC)"
+	@echo "  RUNS=$(RUNS)  VENV=$(VENV)  PYTHON=$(PYTHON) (Python $(PY_VERSION))  PYSERINI_SPEC=$(PYSERINI_SPEC)"
+	@echo "  TORCH_SPEC=$(TORCH_SPEC)  LEGACY_PYTHON=$(LEGACY_PYTHON) (test-legacy)"
 
 $(STAMP): $(SOURCES)
+	@test -n "$(PY_VERSION)" || { echo "no usable Python found (looked for >= 3.12, then 3.11); set PYTHON=" >&2; exit 2; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	@# keep a torch the environment already has; otherwise the CPU wheel (never a multi-GB CUDA build by accident)
+	@# keep a torch the environment already has; otherwise TORCH_SPEC (on Python 3.11 the CPU wheel on this disk)
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q ".[test]"
+	$(PIP) install -q "$(PYSERINI_SPEC)" ".[test]"
 	@touch $@
+	@$(MAKE) --no-print-directory stack PYTHON=$(PYTHON) VENV=$(VENV)
 
-install: $(STAMP) ## create or reuse the venv (VENV) and install the package with its dependencies
+install: $(STAMP) ## create or reuse the venv (VENV) for the chosen stack and install the package; prints the stack
 
-test: $(STAMP) ## run the test suite (unit + end-to-end on real SciFact data; needs MIRROR)
+stack: ## print the stack of VENV (Python, Pyserini, torch, transformers, Java)
+	@$(PY) -c "import sys, importlib.metadata as m; print('stack: Python %s + Pyserini %s (torch %s, transformers %s, faiss %s) in $(VENV)' % (sys.version.split()[0], m.version('pyserini'), m.version('torch'), m.version('transformers'), m.version('faiss-cpu')))"
+
+test: $(STAMP) ## run the test suite on the primary stack (unit + end-to-end on real SciFact data; needs MIRROR)
+	@$(MAKE) --no-print-directory stack PYTHON=$(PYTHON) VENV=$(VENV)
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m pytest $(PYTEST_ARGS)
+
+LEGACY_PYTHON ?= $(shell command -v python3.11 || ls $$(pyenv root 2>/dev/null)/versions/3.11.*/bin/python3.11 2>/dev/null | tail -1)
+
+test-legacy: ## Pyserini 1.6 / Python 3.11: the Pyserini-facing tests and the SciFact end to end (LEGACY_TESTS)
+	$(MAKE) --no-print-directory test PYTHON=$(LEGACY_PYTHON) PYTEST_ARGS="$(LEGACY_TESTS) $(PYTEST_ARGS)"
 
 demo: $(STAMP) ## SciFact: zero-shot readout, BM25 and mean-pooling controls, fine-tune on training claims, fine-tuned readout; table
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini demo --dataset scifact $(RUN_OPTS)

@@ -63,7 +63,7 @@ def faiss_run(index, qids, queries: np.ndarray, docids, k: int) -> dict:
 
 def quality(run: dict, qrels: dict) -> dict:
     from diffretriever_pyserini.evaluation import evaluate
-    from diffretriever_pyserini.search import finish_run
+    from diffretriever_pyserini.pyserini_bridge.search import finish_run
 
     scores = evaluate(qrels, finish_run(run, 1000, False), ("ndcg_cut_10", "recall_100"))
     return {"ndcg@10": round(scores["ndcg_cut_10"], 4), "r@100": round(scores["recall_100"], 4)}
@@ -76,11 +76,11 @@ def scifact_part(args, cfg) -> tuple[list[dict], list[dict], dict]:
     from diffretriever_pyserini.evaluation import read_qrels
     from diffretriever_pyserini.pipeline import Paths, step_encode, step_prepare
 
-    doc_encoder = step_encode(cfg)
+    reader = step_encode(cfg)
     paths, prepared = Paths(cfg), step_prepare(cfg)
     topics = prepared.query_texts()
     qrels = read_qrels(prepared.qrels)
-    q_enc = DiffRetrieverQueryEncoder(doc_encoder.reader.backbone, batch_size=cfg.batch_size,
+    q_enc = DiffRetrieverQueryEncoder(reader.backbone, batch_size=cfg.batch_size,
                                       **cfg.readout_options("query"))
     q_enc.prime(list(topics.values()))
     qids = list(topics)

@@ -28,10 +28,10 @@ def main() -> None:
     from diffretriever_pyserini.pipeline import Paths, step_encode, step_prepare
 
     cfg = _config(args).resolved()
-    doc_encoder = step_encode(cfg)
+    reader = step_encode(cfg)
     paths, prepared = Paths(cfg), step_prepare(cfg)
     topics = prepared.query_texts()
-    q_enc = DiffRetrieverQueryEncoder(doc_encoder.reader.backbone, batch_size=cfg.batch_size,
+    q_enc = DiffRetrieverQueryEncoder(reader.backbone, batch_size=cfg.batch_size,
                                       **cfg.readout_options("query"))
     q_enc.prime(list(topics.values()))
     queries = {qid: q_enc.kvectors(text) for qid, text in topics.items()}

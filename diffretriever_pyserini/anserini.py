@@ -33,7 +33,7 @@ def encode_queries(cfg, out: Path | None = None) -> Path:
     import pandas as pd
 
     from diffretriever_pyserini.datasets import one_line
-    from diffretriever_pyserini.encoders import DiffRetrieverQueryEncoder
+    from diffretriever_pyserini.pyserini_bridge.encoders import DiffRetrieverQueryEncoder
     from diffretriever_pyserini.pipeline import step_prepare
 
     cfg = cfg.resolved()
@@ -97,6 +97,7 @@ def write_configs(cfg, folder: Path) -> list[Path]:
     import dataclasses
 
     from diffretriever_pyserini.pipeline import Paths
+    from diffretriever_pyserini.pyserini_bridge.lucene import index_statistics
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -107,22 +108,11 @@ def write_configs(cfg, folder: Path) -> list[Path]:
         if metrics_file.is_file():
             measured = json.loads(metrics_file.read_text())["metrics"]
             results = {display: measured[key] for display, _, key in METRICS if key in measured}
-            stats = _index_stats(Paths(c).impact_index)
+            stats = index_statistics(Paths(c).impact_index)
         path = folder / f"beir-v1.0.0-{name}.{c.condition}.yaml"
         path.write_text("---\n" + yaml.safe_dump(config_for(c, results, stats), sort_keys=False))
         written.append(path)
     return written
-
-
-def _index_stats(index_dir: Path) -> dict:
-    from diffretriever_pyserini.java import ensure_java
-
-    ensure_java()
-    from pyserini.index.lucene import LuceneIndexReader
-
-    stats = LuceneIndexReader(str(index_dir)).stats()
-    return {"documents": int(stats["documents"]), "documents (non-empty)": int(stats["non_empty_documents"]),
-            "total terms": int(stats["total_terms"])}
 
 
 class _TopicVectors:
@@ -152,8 +142,8 @@ def check_config(path: Path) -> list[tuple[str, str, float, float, str]]:
     Returns rows (model, metric, expected, measured, verdict); index statistics are compared too.
     """
     from diffretriever_pyserini.evaluation import evaluate, read_qrels
-    from diffretriever_pyserini.indexing import build_impact_index, index_is_complete
-    from diffretriever_pyserini.search import impact_searcher, search_topics
+    from diffretriever_pyserini.pyserini_bridge.lucene import build_impact_index, index_is_complete, index_statistics
+    from diffretriever_pyserini.pyserini_bridge.search import impact_searcher, search_topics
 
     config = yaml.safe_load(Path(path).read_text())
     index = Path(config["index_path"])
@@ -161,7 +151,7 @@ def check_config(path: Path) -> list[tuple[str, str, float, float, str]]:
         build_impact_index(Path(config["corpus_path"]), index, int(config.get("index_threads", 2)))
     rows = []
     for key, expected in (config.get("index_stats") or {}).items():
-        measured = _index_stats(index)[key]
+        measured = index_statistics(index)[key]
         rows.append(("index", key, expected, measured, "OK" if measured == expected else "FAIL"))
     topic = config["topics"][0]
     vectors = _TopicVectors(Path(topic["path"]))

@@ -297,7 +297,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_java(args) -> int:
-    from diffretriever_pyserini.java import ensure_java, install_startup_hook, java_major
+    from diffretriever_pyserini.pyserini_bridge.java import ensure_java, install_startup_hook, java_major
 
     home = ensure_java()
     print(f"JAVA_HOME={home} (Java {java_major(home)})")

@@ -67,14 +67,15 @@ def _windows(docs: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield window
 
 
-def encode_corpus(encoder, docs: Iterable[dict], outputs: EncodeOutputs, batch_size: int = 32,
+def encode_corpus(reader, docs: Iterable[dict], outputs: EncodeOutputs, batch_size: int = 32,
                   sort_window: int = 8192, total: int | None = None, metadata: dict | None = None,
                   kvector_dtype: str = "float32") -> dict:
-    """Encode ``docs`` (``{"id", "contents"}``) with a :class:`DiffRetrieverDocumentEncoder`; return stats.
+    """Encode ``docs`` (``{"id", "contents"}``) with a passage-side :class:`~.representation.KMaskReader` (or
+    anything holding one as ``.reader``, such as the Pyserini document encoder); return stats.
 
     Both outputs are written atomically: an interrupted run leaves neither looking complete.
     """
-    reader = encoder.reader
+    reader = getattr(reader, "reader", reader)
     meta = {"readout": reader.metadata(), "versions": versions(), **(metadata or {})}
     stats = {"documents": 0, "truncated": 0, "empty": 0}
     progress = tqdm(total=total, unit="doc", desc="encode corpus", mininterval=2.0)

@@ -256,11 +256,11 @@ def step_prepare(cfg: RunConfig):
     return prepare(get_dataset(cfg.dataset), Path(cfg.work) / "data", cfg.mirror)
 
 
-def _document_encoder(cfg: RunConfig, backbone=None):
-    from diffretriever_pyserini.encoders import DiffRetrieverDocumentEncoder
+def _passage_reader(cfg: RunConfig, backbone=None):
+    """The condition's passage-side K-mask reader (no Pyserini: encoding workers build only this)."""
+    from diffretriever_pyserini.readers import build_reader
 
-    return DiffRetrieverDocumentEncoder(backbone or cfg.model, **cfg.readout_options("passage"),
-                                        **cfg.backbone_options())
+    return build_reader(backbone or cfg.model, "passage", **cfg.readout_options("passage"), **cfg.backbone_options())
 
 
 def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str, str]) -> dict:
@@ -268,7 +268,7 @@ def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str
     re-scoring (``--maxsim candidates``) or the compressed store (``--maxsim compressed``). An approximate run's
     agreement with exact search on ``maxsim_check`` queries is written to ``multi_dense.<method>.json`` beside it."""
     from diffretriever_pyserini import multivector as mv
-    from diffretriever_pyserini.search import finish_run
+    from diffretriever_pyserini.pyserini_bridge.search import finish_run
 
     store = mv.MultiVectorStore.open(paths.encodings.dense)
     queries = {qid: query_encoder.kvectors(text) for qid, text in topics.items()}
@@ -300,12 +300,12 @@ def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str
 
 @dataclass(frozen=True)
 class DocumentEncoderFactory:
-    """Builds the condition's document encoder on a given device (picklable, for worker processes and Ray)."""
+    """Builds the condition's passage reader on a given device (picklable, for worker processes and Ray)."""
 
     cfg: RunConfig
 
     def __call__(self, device: str | None = None):
-        return _document_encoder(dataclasses.replace(self.cfg, device=device or self.cfg.device))
+        return _passage_reader(dataclasses.replace(self.cfg, device=device or self.cfg.device))
 
 
 READOUT_VERSION = 2
@@ -336,21 +336,21 @@ def _same_request(stored: dict | None, request: dict) -> bool:
     return stored is not None and norm(stored) == norm(request)
 
 
-def step_encode(cfg: RunConfig, doc_encoder=None):
-    """Corpus -> sparse JsonVectorCollection + FAISS index (skipped when complete); returns the encoder (None when
-    the work ran in other processes). Sharded when ``shard_num`` > 1, ``workers`` > 1 or ``engine`` is ray.
+def step_encode(cfg: RunConfig, reader=None):
+    """Corpus -> sparse JsonVectorCollection + FAISS index (skipped when complete); returns the passage reader (None
+    when the work ran in other processes). Sharded when ``shard_num`` > 1, ``workers`` > 1 or ``engine`` is ray.
 
     One run writes an encoding at a time: a second run of the same condition waits for the first (``--shard-id``
     runs lock their own shard only, so machines sharing the work folder encode in parallel)."""
     cfg = cfg.resolved()
     prepared, paths = step_prepare(cfg), Paths(cfg)
     if cfg.shard_id is not None:
-        return _encode(cfg, prepared, paths, doc_encoder)
+        return _encode(cfg, prepared, paths, reader)
     with exclusive(paths.encodings.root):
-        return _encode(cfg, prepared, paths, doc_encoder)
+        return _encode(cfg, prepared, paths, reader)
 
 
-def _encode(cfg: RunConfig, prepared, paths: Paths, doc_encoder):
+def _encode(cfg: RunConfig, prepared, paths: Paths, reader):
     from diffretriever_pyserini.encoding import corpus_metadata, encode_corpus
 
     request = encoding_request(cfg)
@@ -358,7 +358,7 @@ def _encode(cfg: RunConfig, prepared, paths: Paths, doc_encoder):
         stored = read_metadata(paths.encodings.sparse).get("request")
         if _same_request(stored, request):
             log.info("encodings in %s are complete; reusing them", paths.encodings.root)
-            return doc_encoder or _document_encoder(cfg)
+            return reader or _passage_reader(cfg)
         log.warning("encodings in %s were made by another readout (%s); encoding again", paths.encodings.root,
                     "an older version of this package" if stored is None else f"{stored} != {request}")
         import shutil
@@ -384,12 +384,12 @@ def _encode(cfg: RunConfig, prepared, paths: Paths, doc_encoder):
         else:
             sharding.run_local(jobs, factory, cfg.workers, cfg.device)
         sharding.merge_shards(jobs, paths.encodings)
-        return doc_encoder
-    doc_encoder = doc_encoder or _document_encoder(cfg)
-    encode_corpus(doc_encoder, iter_prepared_corpus(prepared.corpus_dir), paths.encodings,
+        return reader
+    reader = reader or _passage_reader(cfg)
+    encode_corpus(reader, iter_prepared_corpus(prepared.corpus_dir), paths.encodings,
                   batch_size=cfg.batch_size, sort_window=cfg.window, total=stats["documents"], metadata=meta,
                   kvector_dtype=cfg.kvector_dtype)
-    return doc_encoder
+    return reader
 
 
 def step_index(cfg: RunConfig) -> Path:
@@ -397,7 +397,7 @@ def step_index(cfg: RunConfig) -> Path:
     store when asked for (each skipped when complete)."""
     cfg = cfg.resolved()
     from diffretriever_pyserini.dense_index import build_dense_index
-    from diffretriever_pyserini.indexing import build_impact_index, index_is_complete
+    from diffretriever_pyserini.pyserini_bridge.lucene import build_impact_index, index_is_complete
 
     paths = Paths(cfg)
     if not paths.encodings.is_complete():
@@ -416,9 +416,10 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
     """Queries -> a run per selected mode (see MODES), each evaluated."""
     cfg = cfg.resolved()
     from diffretriever_pyserini.dense_index import build_dense_index, describe
-    from diffretriever_pyserini.encoders import DiffRetrieverQueryEncoder
-    from diffretriever_pyserini.indexing import index_is_complete
-    from diffretriever_pyserini.search import dense_searcher, hybrid_search, impact_searcher, search_topics
+    from diffretriever_pyserini.pyserini_bridge.encoders import DiffRetrieverQueryEncoder
+    from diffretriever_pyserini.pyserini_bridge.lucene import index_is_complete
+    from diffretriever_pyserini.pyserini_bridge.search import (dense_searcher, hybrid_search, impact_searcher,
+                                                              search_topics)
 
     prepared, paths = step_prepare(cfg), Paths(cfg)
     if not paths.encodings.is_complete() or not index_is_complete(paths.impact_index):
@@ -502,15 +503,15 @@ def deliberate_differences(cfg: RunConfig, dataset) -> dict:
 def run_dataset(cfg: RunConfig) -> dict[str, dict]:
     """All steps for one condition on one dataset (complete steps are reused); ``{run name: metrics record}``."""
     cfg = cfg.resolved()
-    doc_encoder = step_encode(cfg)
+    reader = step_encode(cfg)
     step_index(cfg)
-    return step_search(cfg, backbone=doc_encoder.reader.backbone if doc_encoder else None)
+    return step_search(cfg, backbone=reader.backbone if reader else None)
 
 
 def run_bm25(cfg: RunConfig) -> dict:
     """Control: BM25 flat over the same prepared corpus, through Pyserini's Lucene index and searcher."""
-    from diffretriever_pyserini.indexing import build_bm25_index, index_is_complete
-    from diffretriever_pyserini.search import bm25_search
+    from diffretriever_pyserini.pyserini_bridge.lucene import build_bm25_index, index_is_complete
+    from diffretriever_pyserini.pyserini_bridge.search import bm25_search
 
     dataset, prepared = get_dataset(cfg.dataset), step_prepare(cfg)
     index_dir = Path(cfg.work) / "indexes" / dataset.name / "bm25-flat"
@@ -526,8 +527,8 @@ def run_bm25(cfg: RunConfig) -> dict:
 def run_bm25_multifield(cfg: RunConfig) -> dict:
     """Control: BM25 multifield (title and text as separate fields, boost 1.0 each), as Anserini's
     ``beir-v1.0.0-<ds>.multifield`` condition, through Pyserini's Lucene index and searcher."""
-    from diffretriever_pyserini.indexing import build_bm25_index, index_is_complete
-    from diffretriever_pyserini.search import bm25_search
+    from diffretriever_pyserini.pyserini_bridge.lucene import build_bm25_index, index_is_complete
+    from diffretriever_pyserini.pyserini_bridge.search import bm25_search
 
     dataset, prepared = get_dataset(cfg.dataset), step_prepare(cfg)
     index_dir = Path(cfg.work) / "indexes" / dataset.name / "bm25-multifield"
@@ -551,7 +552,7 @@ def run_meanpool_control(cfg: RunConfig, max_length: int = 256) -> dict:
     """Control: Pyserini's own AutoDocumentEncoder (mean pooling, L2) on the same backbone, encoded by the
     unmodified ``python -m pyserini.encode`` command and searched with ``FaissSearcher``."""
     from diffretriever_pyserini.backbones import model_folder
-    from diffretriever_pyserini.search import dense_searcher, search_topics
+    from diffretriever_pyserini.pyserini_bridge.search import dense_searcher, meanpool_query_encoder, search_topics
     from diffretriever_pyserini.writers import AtomicDir
 
     from diffretriever_pyserini.backbones.checkpoint import read_config
@@ -576,9 +577,7 @@ def run_meanpool_control(cfg: RunConfig, max_length: int = 256) -> dict:
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL)  # its progress bar goes to the terminal
             if proc.returncode != 0:
                 raise RuntimeError(f"pyserini.encode failed with exit code {proc.returncode} (its output is above)")
-    from pyserini.encode import AutoQueryEncoder
-
-    encoder = AutoQueryEncoder(model_dir, device="cpu", pooling="mean", l2_norm=True)
+    encoder = meanpool_query_encoder(model_dir)
     topics = prepared.query_texts()
     run = search_topics(dense_searcher(index_dir, encoder), topics, cfg.hits, cfg.remove_self_hits, cfg.threads)
     path = write_run(Path(cfg.runs) / dataset.run_prefix / f"meanpool.{Path(model_dir).name}" / "dense.trec", run,

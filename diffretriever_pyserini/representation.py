@@ -336,6 +336,13 @@ class KMaskReader:
         self._blocked[backbone.mask_token_id] = True
         self._blocked[len(backbone.tokenizer):] = True  # logit rows past the tokenizer (padding rows) have no term
 
+    @property
+    def dimension(self) -> int:
+        """Width of the dense vectors this reader writes: H, or V when they come from the LM-head output."""
+        if self.config.dense_source == "lm-head-output":
+            return self.backbone.vocab_size
+        return self.backbone.hidden_size
+
     # ----------------------------------------------------------------- rules derived from the regime
 
     @property

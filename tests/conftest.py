@@ -55,3 +55,16 @@ def slice_run(scifact_slice, tmp_path_factory):
                     device="cpu", batch_size=32, mirror=str(scifact_slice), work=str(root / "work"),
                     runs=str(root / "runs"))
     return cfg, run_dataset(cfg)
+
+
+def offline(cmd: list[str], env: dict) -> tuple[list[str], dict]:
+    """``cmd`` and ``env`` for a process with the network unreachable: a new, empty network namespace
+    (``unshare --net``, as root or with user namespaces), else every proxy variable at a closed loopback port."""
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0:
+        return ["unshare", "--net", *cmd], env
+    dead = "http://127.0.0.1:9"
+    return cmd, {**env, "http_proxy": dead, "https_proxy": dead, "HTTP_PROXY": dead, "HTTPS_PROXY": dead,
+                 "no_proxy": "", "NO_PROXY": ""}

@@ -403,7 +403,7 @@ def test_sigkill_during_lucene_indexing_leaves_no_orphan_and_the_rerun_completes
     it, then rerun: the index is complete and the killed run's temporary folder is gone."""
     import random
 
-    from diffretriever_pyserini.indexing import index_is_complete
+    from diffretriever_pyserini.pyserini_bridge.lucene import index_is_complete
 
     sparse = tmp_path / "sparse"
     sparse.mkdir()
@@ -414,7 +414,7 @@ def test_sigkill_during_lucene_indexing_leaves_no_orphan_and_the_rerun_completes
             vector = {t: rng.randint(1, 300) for t in rng.sample(vocab, 40)}
             f.write(json.dumps({"id": f"d{i}", "contents": "", "vector": vector}) + "\n")
     index = tmp_path / "index"
-    code = ("import sys\nfrom diffretriever_pyserini.indexing import build_impact_index\n"
+    code = ("import sys\nfrom diffretriever_pyserini.pyserini_bridge.lucene import build_impact_index\n"
             f"build_impact_index({str(sparse)!r}, {str(index)!r}, 1)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, start_new_session=False)
     child = None

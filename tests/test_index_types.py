@@ -70,7 +70,7 @@ def test_dense_index_types_through_pyserini_against_flat(corpus, kind, min_recal
 
     import faiss
 
-    from diffretriever_pyserini.search import dense_searcher
+    from diffretriever_pyserini.pyserini_bridge.search import dense_searcher
 
     folder, vectors, docids, queries = corpus
     single = {q: _unit(v.sum(0)) for q, v in queries.items()}

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import diffretriever_pyserini_startup as hook
+from diffretriever_pyserini.pyserini_bridge import java as hook
 
 
 def _fake_home(tmp_path, version, modules=None):
@@ -23,7 +23,8 @@ def test_java_major_reads_release(tmp_path):
 
 
 def _probe(env):
-    code = ("import os, diffretriever_pyserini_startup as h; home = h.ensure_java(); import jnius_config; "
+    code = ("import os; from diffretriever_pyserini.pyserini_bridge import java as h; home = h.ensure_java(); "
+            "import jnius_config; "
             "jnius_config.add_options('--add-modules=jdk.incubator.vector', '-Xmx1g'); "
             "print(home); print(jnius_config.get_options()); print(os.environ['PATH'].split(os.pathsep)[0])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -56,7 +57,8 @@ def test_pyserini_command_runs_without_java_home(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     out = subprocess.run([sys.executable, "-c",
-                          "import diffretriever_pyserini_startup as h; h.ensure_java_at_startup(); import runpy, sys; "
+                          "from diffretriever_pyserini.pyserini_bridge import java as h; h.ensure_java_at_startup(); "
+                          "import runpy, sys; "
                           "sys.argv = ['trec_eval', '-m', 'ndcg_cut.10', sys.argv[1], sys.argv[2]]; "
                           "runpy.run_module('pyserini.eval.trec_eval', run_name='__main__')",
                           str(tmp_path / "qrels"), str(tmp_path / "run")], env=env, capture_output=True, text=True)

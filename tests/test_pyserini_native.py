@@ -1,4 +1,5 @@
-"""Our encoder inside Pyserini's own, unmodified commands (python -m pyserini.encode / search.*), on real data."""
+"""Our encoder inside Pyserini's own, unmodified commands (python -m pyserini.encode / search.* / fusion / eval), on
+real data, each command in a process with the network unreachable (Pyserini 2.x fetches its catalogue at import)."""
 
 import json
 import os
@@ -9,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffretriever_pyserini.pyserini_plugin import parse_spec
+from conftest import offline
+from diffretriever_pyserini.pyserini_bridge.plugin import parse_spec, writer_dimension
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -41,10 +43,25 @@ def _env():
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-def _run(args, **kw):
-    out = subprocess.run([sys.executable, "-m", *args], env=_env(), capture_output=True, text=True, **kw)
-    assert out.returncode == 0, f"{' '.join(args)}\n{out.stderr[-3000:]}"
+def _run(args, expect=0, **kw):
+    """``python -m <args>`` with the network unreachable for that process (no kept catalogue either)."""
+    cmd, env = offline([sys.executable, "-m", *args], {**_env(), "PYSERINI_CACHE": "/nonexistent/no-kept-catalogue"})
+    env.pop("DIFFRETRIEVER_OFFLINE", None)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, **kw)
+    assert out.returncode == expect, f"{' '.join(args)}\n{out.stderr[-3000:]}"
     return out
+
+
+def test_writer_dimension_rule(monkeypatch):
+    from diffretriever_pyserini.pyserini_bridge import plugin
+
+    monkeypatch.setitem(plugin._ACTIVE, "dimension", None)
+    assert writer_dimension(768, explicit=False) == 768  # not our encoder: Pyserini's value as it is
+    monkeypatch.setitem(plugin._ACTIVE, "dimension", 384)
+    assert writer_dimension(768, explicit=False) == 384
+    assert writer_dimension(384, explicit=True) == 384
+    with pytest.raises(SystemExit, match="--dimension 768 does not match .* pass --dimension 384"):
+        writer_dimension(768, explicit=True)
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +90,16 @@ def test_pyserini_encode_and_hybrid_search_commands(small):
     spec = "diffretriever:minilm?k=4"
     common = ["input", "--corpus", str(root / "corpus"), "--fields", "title", "text"]
     enc = ["encoder", "--fields", "title", "text", "--device", "cpu", "--batch-size", "16", "--max-length", "128"]
+    # no --dimension: the plugin gives Pyserini's FAISS writer the encoder's 384 (Pyserini's default is 768)
     _run(["pyserini.encode", *common, "output", "--embeddings", str(root / "dense"), "--to-faiss",
-          *enc, "--encoder", spec, "--dimension", "384"])
+          *enc, "--encoder", spec])
     _run(["pyserini.encode", *common, "output", "--embeddings", str(root / "sparse"),
           *enc, "--encoder", spec + "&output=sparse"])
+    # a contradicting --dimension is one line naming the right value, not Pyserini's bare assert
+    bad = _run(["pyserini.encode", *common, "output", "--embeddings", str(root / "bad"), "--to-faiss",
+                *enc, "--encoder", spec, "--dimension", "768"], expect=1)
+    assert "--dimension 768 does not match the DiffRetriever encoder's 384-dimensional vectors" in bad.stderr
+    assert "Traceback" not in bad.stderr
     rows = [json.loads(line) for line in (root / "sparse" / "embeddings.jsonl").read_text().splitlines()]
     assert len(rows) == 150 and all(isinstance(v, int) for r in rows for v in r["vector"].values())
     _run(["pyserini.index.lucene", "--collection", "JsonVectorCollection", "--input", str(root / "sparse"),
@@ -106,9 +129,17 @@ def test_pyserini_encode_and_hybrid_search_commands(small):
                                    "--encoder", spec + "&output=sparse"])]:
         _run([*args, "--topics", str(root / "topics.tsv"), "--output", str(root / f"{mode}.trec"), "--hits", "100"])
 
+    # Pyserini's own fusion and trec_eval on those runs
+    _run(["pyserini.fusion", "--runs", str(root / "faiss.trec"), str(root / "impact.trec"), "--output",
+          str(root / "fused.trec"), "--method", "rrf", "--k", "100"])
+    scored = _run(["pyserini.eval.trec_eval", "-c", "-m", "ndcg_cut.10", str(root / "qrels.txt"),
+                   str(root / "impact.trec")])
+
     from diffretriever_pyserini.evaluation import evaluate_run_file
 
-    for name in ("hybrid", "faiss", "impact"):
+    ndcg = evaluate_run_file(root / "impact.trec", root / "qrels.txt")["metrics"]["ndcg_cut_10"]
+    assert f"{ndcg:.4f}" in scored.stdout.split("ndcg_cut_10")[1].split("\n")[0]
+    for name in ("hybrid", "faiss", "impact", "fused"):
         rec = evaluate_run_file(root / f"{name}.trec", root / "qrels.txt")
         assert rec["queries_in_run"] >= 18
         assert 0.0 <= rec["metrics"]["ndcg_cut_10"] <= 1.0

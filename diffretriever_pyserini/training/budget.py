@@ -29,10 +29,10 @@ def select_budget(args) -> tuple[tuple[int, int], str]:
     from diffretriever_pyserini.evaluation import evaluate
     from diffretriever_pyserini.fusion import normalized_fusion
     from diffretriever_pyserini.report import parse_budgets
-    from diffretriever_pyserini.encoders import readout_config
+    from diffretriever_pyserini.readers import readout_config
     from diffretriever_pyserini.representation import KMaskReader
     from diffretriever_pyserini.scoring import maxsim, sparse_dot
-    from diffretriever_pyserini.search import bm25_search
+    from diffretriever_pyserini.pyserini_bridge.search import bm25_search
     from diffretriever_pyserini.training.data import load_documents, read_examples
 
     examples = read_examples(Path(args.heldout))

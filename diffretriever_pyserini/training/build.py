@@ -6,15 +6,16 @@ import logging
 from pathlib import Path
 
 from diffretriever_pyserini.datasets import DatasetError, get_dataset, iter_prepared_corpus, source_dir
-from diffretriever_pyserini.training.data import (beir_train_qrels, keep_known_documents, mine_bm25_negatives,
-                                                  per_pair, scifact_training_claims, tevatron, write_examples)
+from diffretriever_pyserini.training.data import (TrainingExample, beir_train_qrels, keep_known_documents,
+                                                  negatives_from_run, per_pair, scifact_training_claims, tevatron,
+                                                  write_examples)
 
 log = logging.getLogger(__name__)
 
 
 def bm25_index(cfg) -> Path:
     """The BM25 flat index of the prepared corpus (built by Pyserini when missing)."""
-    from diffretriever_pyserini.indexing import build_bm25_index, index_is_complete
+    from diffretriever_pyserini.pyserini_bridge.lucene import build_bm25_index, index_is_complete
     from diffretriever_pyserini.pipeline import step_prepare
 
     prepared = step_prepare(cfg)
@@ -22,6 +23,17 @@ def bm25_index(cfg) -> Path:
     if not index_is_complete(index_dir):
         build_bm25_index(prepared.corpus_dir, index_dir, cfg.threads)
     return index_dir
+
+
+def mine_bm25_negatives(examples: list[TrainingExample], index_dir: Path, n: int = 1, depth: int = 100,
+                        threads: int = 2) -> list[TrainingExample]:
+    """Hard negatives from Pyserini BM25 on the same corpus: the n top-ranked documents that are not positives."""
+    if not 1 <= n <= 100:
+        raise ValueError(f"hard negatives per query must be 1 to 100, got {n}")
+    from diffretriever_pyserini.pyserini_bridge.search import bm25_search
+
+    run = bm25_search(index_dir, {ex.query_id: ex.query for ex in examples}, k=max(depth, n + 50), threads=threads)
+    return negatives_from_run(examples, run, n)
 
 
 def build_training_data(cfg, source: str, negatives: int, out: str | None, tevatron_file: str | None = None,

@@ -5,7 +5,7 @@ Format, one example per line::
     {"query_id": "2", "query": "1 in 5 million in UK have abnormal PrP positivity.",
      "positive_ids": ["13734012"], "negative_ids": ["1234", "5678"]}
 
-``negative_ids`` is optional (mined by :func:`mine_bm25_negatives`). Document ids refer to a prepared corpus
+``negative_ids`` is optional (mined by ``training.build.mine_bm25_negatives``). Document ids refer to a prepared corpus
 (``corpus/part-*.jsonl``); a Tevatron file carries its texts inline and is converted to the same format plus a
 small corpus of the passages it names.
 """
@@ -138,16 +138,10 @@ def tevatron(path: Path, corpus_out: Path) -> list[TrainingExample]:
     return examples
 
 
-def mine_bm25_negatives(examples: list[TrainingExample], bm25_index: Path, n: int = 1, depth: int = 100,
-                        threads: int = 2) -> list[TrainingExample]:
-    """Hard negatives from Pyserini BM25 on the same corpus: the n top-ranked documents that are not positives
-    (ties by docid), so the same inputs always give the same negatives."""
-    if not 1 <= n <= 100:
-        raise ValueError(f"hard negatives per query must be 1 to 100, got {n}")
-    depth = max(depth, n + 50)
-    from diffretriever_pyserini.search import bm25_search
-
-    run = bm25_search(bm25_index, {ex.query_id: ex.query for ex in examples}, k=depth, threads=threads)
+def negatives_from_run(examples: list[TrainingExample], run: dict[str, dict[str, float]],
+                       n: int = 1) -> list[TrainingExample]:
+    """Hard negatives from a first-stage run (``{qid: {docid: score}}``): the n top-ranked documents that are not
+    positives (ties by docid), so the same inputs always give the same negatives."""
     out = []
     for ex in examples:
         positives = set(ex.positive_ids)

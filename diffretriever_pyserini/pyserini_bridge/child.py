@@ -1,5 +1,5 @@
-"""``python -m diffretriever_pyserini.child <parent pid> <module> [args]``: run a Python module as a child that dies
-with its parent.
+"""``python -m diffretriever_pyserini.pyserini_bridge.child <parent pid> <module> [args]``: run a Python module as a
+child that dies with its parent.
 
 Pyserini's indexer is started as a subprocess; when the command that started it is killed, the indexer must not run
 on as an orphan. The child asks Linux for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``, done in the child
@@ -25,10 +25,13 @@ def die_with_parent(parent: int) -> None:
 
 def command(module: str, *args: str) -> list[str]:
     """The argv that runs ``python -m module args`` as a child of this process that dies with it."""
-    return [sys.executable, "-m", "diffretriever_pyserini.child", str(os.getpid()), module, *args]
+    return [sys.executable, "-m", "diffretriever_pyserini.pyserini_bridge.child", str(os.getpid()), module, *args]
 
 
 if __name__ == "__main__":
     die_with_parent(int(sys.argv[1]))
+    from diffretriever_pyserini.pyserini_bridge.hook import prepare_pyserini
+
+    prepare_pyserini()
     sys.argv = [sys.argv[2], *sys.argv[3:]]
     runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)

@@ -1,0 +1,99 @@
+"""Searching through Pyserini's own searchers, returning runs (``{qid: {docid: score}}``).
+
+Dense: ``FaissSearcher`` with our query encoder. Sparse: ``LuceneImpactSearcher`` with its sparse view. BM25:
+``LuceneSearcher``. Pyserini hybrid: ``HybridSearcher`` over the two. With ``remove_query`` (ArguAna, Quora) one
+extra hit is fetched and a hit whose docid equals the query id is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tqdm import tqdm
+
+from diffretriever_pyserini.fusion import pyserini_hybrid
+from diffretriever_pyserini.pyserini_bridge.hook import prepare_pyserini
+from diffretriever_pyserini.runs import Run, ranked, remove_self_hits
+
+log = logging.getLogger(__name__)
+
+
+def finish_run(run: Run, k: int, remove_query: bool) -> Run:
+    """Drop self hits when asked (ArguAna, Quora), keep the top ``k`` per query in deterministic order."""
+    if remove_query:
+        run = remove_self_hits(run)
+    return {qid: dict(ranked(hits, k)) for qid, hits in run.items()}
+
+
+def _collect(results) -> Run:
+    return {qid: {hit.docid: float(hit.score) for hit in hits} for qid, hits in results.items()}
+
+
+def dense_searcher(index_dir, query_encoder):
+    prepare_pyserini()
+    from pyserini.search.faiss import FaissSearcher
+
+    return FaissSearcher(str(index_dir), query_encoder)
+
+
+def meanpool_query_encoder(model_dir: str):
+    """Pyserini's own ``AutoQueryEncoder`` with mean pooling and L2 normalisation (the mean-pooling control)."""
+    prepare_pyserini()
+    from pyserini.encode import AutoQueryEncoder
+
+    return AutoQueryEncoder(model_dir, device="cpu", pooling="mean", l2_norm=True)
+
+
+def impact_searcher(index_dir, query_encoder):
+    prepare_pyserini()
+    from pyserini.search.lucene import LuceneImpactSearcher
+
+    return LuceneImpactSearcher(str(index_dir), query_encoder)
+
+
+def search_topics(searcher, topics: dict[str, str], k: int = 1000, remove_query: bool = False,
+                  threads: int = 1, **search_options) -> Run:
+    """Batch search with any Pyserini searcher exposing ``batch_search(queries, qids, k, threads)``."""
+    qids = list(topics)
+    depth = k + 1 if remove_query else k
+    results = searcher.batch_search([topics[q] for q in qids], qids, k=depth, threads=threads, **search_options)
+    return finish_run(_collect(results), k, remove_query)
+
+
+def bm25_search(index_dir, topics: dict[str, str], k: int = 1000, remove_query: bool = False,
+                threads: int = 1, fields: dict[str, float] | None = None) -> Run:
+    """BM25 (k1 = 0.9, b = 0.4, Pyserini's defaults) over a Lucene index; ``fields`` = {field: boost}."""
+    prepare_pyserini()
+    from pyserini.search.lucene import LuceneSearcher
+
+    options = {"fields": fields} if fields else {}
+    return search_topics(LuceneSearcher(str(index_dir)), topics, k, remove_query, threads, **options)
+
+
+def hybrid_search(dense, sparse, topics: dict[str, str], k: int = 1000, alpha: float = 1.0,
+                  normalization: bool = True, remove_query: bool = False) -> Run:
+    """Pyserini's ``HybridSearcher`` (``alpha * sparse + dense``) over a dense and a sparse searcher.
+
+    Pyserini's normalisation divides by zero on one-hit or all-equal lists; such a query is fused with
+    :func:`~diffretriever_pyserini.fusion.pyserini_hybrid` (same rule, range-0 lists centred at 0) and logged.
+    """
+    prepare_pyserini()
+    from pyserini.search.hybrid import HybridSearcher
+
+    searcher = HybridSearcher(dense, sparse)
+    depth = k + 1 if remove_query else k
+    run: Run = {}
+    degenerate = 0
+    for qid, text in tqdm(topics.items(), desc="hybrid search", unit="q", mininterval=2.0):
+        try:
+            hits = searcher.search(text, k0=depth, k=depth, alpha=alpha, normalization=normalization)
+            run[qid] = {h.docid: float(h.score) for h in hits}
+        except ZeroDivisionError:
+            degenerate += 1
+            d = {qid: {h.docid: float(h.score) for h in dense.search(text, depth)}}
+            s = {qid: {h.docid: float(h.score) for h in sparse.search(text, depth)}}
+            run[qid] = dict(ranked(pyserini_hybrid(d, s, alpha, normalization)[qid], depth))
+    if degenerate:
+        log.warning("%d queries had a one-hit or all-equal list; fused without Pyserini's division by zero",
+                    degenerate)
+    return finish_run(run, k, remove_query)
