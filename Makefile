@@ -45,7 +45,7 @@ RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(KQ),--k
 	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR)) \
 	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM) --dense-index $(DENSE_INDEX) $(if $(DENOISE),--denoise-steps $(DENOISE))
 
-.PHONY: help install stack test test-legacy demo bench-k bench-maxsim bench-index bench-scale report baselines anserini-configs paper-configs \
+.PHONY: help install stack stack-numbers test test-legacy demo bench-k bench-maxsim bench-index bench-scale report baselines anserini-configs paper-configs \
 	paper-check beir-all $(addprefix beir-,$(BEIR_DATASETS))
 
 help: ## show this help
@@ -89,6 +89,9 @@ test-legacy: ## Pyserini 1.6 / Python 3.11: the Pyserini-facing tests and the Sc
 
 demo: $(STAMP) ## SciFact: zero-shot readout, BM25 and mean-pooling controls, fine-tune on training claims, fine-tuned readout; table
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini demo --dataset scifact $(RUN_OPTS)
+
+stack-numbers: $(STAMP) ## the same SciFact slice runs on this stack: metrics + run-file digests (runs/stack-numbers/)
+	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/stack_numbers.py
 
 bench-k: $(STAMP) ## latency vs K: diffusion one-pass vs autoregressive readout, same network (last line: JSON)
 	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_k.py

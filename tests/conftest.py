@@ -1,7 +1,5 @@
 """Shared fixtures: a real-data SciFact slice from the BEIR mirror, run once per session through the pipeline."""
 
-import gzip
-import json
 import os
 from pathlib import Path
 
@@ -25,23 +23,10 @@ def beir_mirror() -> Path:
 def scifact_slice(tmp_path_factory) -> Path:
     """A mirror folder holding real SciFact: the first 60 judged test queries, their relevant abstracts, and the
     first 800 other abstracts of the corpus."""
-    src = beir_mirror() / "scifact"
-    lines = (src / "qrels" / "test.tsv").read_text().splitlines()
-    qrels = [line.split("\t") for line in lines[1:]]
-    qids = list(dict.fromkeys(q for q, _, _ in qrels))[:SLICE_QUERIES]
-    kept_qrels = [r for r in qrels if r[0] in qids]
-    relevant = {d for _, d, _ in kept_qrels}
-    out = tmp_path_factory.mktemp("mirror") / "scifact"
-    (out / "qrels").mkdir(parents=True)
-    (out / "qrels" / "test.tsv").write_text(lines[0] + "\n" + "".join("\t".join(r) + "\n" for r in kept_qrels))
-    (out / "queries.jsonl").write_bytes((src / "queries.jsonl").read_bytes())
-    extra = 0
-    with gzip.open(src / "corpus.jsonl.gz", "rt", encoding="utf-8") as f, open(out / "corpus.jsonl", "w") as w:
-        for line in f:
-            docid = json.loads(line)["_id"]
-            if docid in relevant or extra < SLICE_EXTRA_DOCS:
-                extra += docid not in relevant
-                w.write(line)
+    from diffretriever_pyserini.slices import slice_beir
+
+    out = slice_beir(beir_mirror() / "scifact", tmp_path_factory.mktemp("mirror") / "scifact", SLICE_QUERIES,
+                     SLICE_EXTRA_DOCS)
     return out.parent
 
 
