@@ -1,6 +1,7 @@
 """End to end on real SciFact data through real Pyserini, Lucene, FAISS and trec_eval (a slice, for CI time)."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import offline
 from diffretriever_pyserini.pipeline import Paths, step_search
 from diffretriever_pyserini.runs import read_run
 from diffretriever_pyserini.scoring import sparse_dot
@@ -44,8 +46,9 @@ def test_pipeline_writes_runs_metrics_and_metadata(slice_run):
 
 
 def _trec_eval(qrels, run):
-    out = subprocess.run([sys.executable, "-m", "pyserini.eval.trec_eval", "-c", "-m", "ndcg_cut.10", "-m",
-                          "recall.100", str(qrels), str(run)], capture_output=True, text=True, check=True)
+    cmd, env = offline([sys.executable, "-m", "pyserini.eval.trec_eval", "-c", "-m", "ndcg_cut.10", "-m",
+                        "recall.100", str(qrels), str(run)], dict(os.environ))
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return {m: float(v) for m, v in re.findall(r"^(ndcg_cut_10|recall_100)\s+all\s+([\d.]+)", out.stdout, re.M)}
 
 
