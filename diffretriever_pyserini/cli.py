@@ -118,10 +118,16 @@ def cmd_baselines(args) -> int:
     from diffretriever_pyserini.runs import read_run, write_run
 
     cfg = _config(args).resolved()
+    conditions = {"flat": ("bm25-flat", run_bm25), "multifield": ("bm25-multifield", run_bm25_multifield)}
+    chosen = [conditions[c] for c in args.bm25]
+    if args.bm25_only:
+        rows = [(label, run(cfg)) for label, run in chosen]
+        print("\n" + metrics_table(rows))
+        return 0
     ours = run_dataset(cfg)
     prepared, paths = step_prepare(cfg), Paths(cfg)
     rows = [(f"{cfg.condition} {name}", rec) for name, rec in ours.items() if name in ("dense", "sparse", "hybrid")]
-    for label, rec in (("bm25-flat", run_bm25(cfg)), ("bm25-multifield", run_bm25_multifield(cfg))):
+    for label, rec in ((label, run(cfg)) for label, run in chosen):
         rows.append((label, rec))
         pair = [read_run(paths.run_dir / "hybrid.trec"), read_run(rec["run"])]
         normalize = normalized_fusion(pair, all_equal=ALL_EQUAL_PYSERINI)  # pyserini.fusion --method normalize
@@ -356,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metrics", nargs="+", default=["ndcg_cut_10", "recall_100", "recall_1000"],
                     help="metrics (recip_rank_10 = MRR@10)")
     ev.add_argument("--no-write", action="store_true", help="do not write <run>.metrics.json")
+    bl = sub.choices["baselines"]
+    bl.add_argument("--bm25-only", action="store_true",
+                    help="only the BM25 baselines (no DiffRetriever run, no fusion); runs written as usual")
+    bl.add_argument("--bm25", nargs="+", choices=["flat", "multifield"], default=["flat", "multifield"],
+                    help="which BM25 conditions")
     sub.choices["demo"].add_argument("--skip-finetune", action="store_true",
                                      help="only the zero-shot readout and the controls")
     sub.choices["report"].add_argument("--budgets", default="1:1,4:4,16:16,4:16",

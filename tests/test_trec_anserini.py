@@ -42,7 +42,8 @@ def test_anserini_config_reproduces_the_pipeline_run(slice_run, tmp_path):
 
     import yaml
 
-    from diffretriever_pyserini.anserini import check_config, config_for, encode_queries, _index_stats
+    from diffretriever_pyserini.anserini import check_config, config_for, encode_queries
+    from diffretriever_pyserini.pyserini_bridge.lucene import index_statistics
     from diffretriever_pyserini.pipeline import Paths
 
     cfg, records = slice_run
@@ -53,7 +54,7 @@ def test_anserini_config_reproduces_the_pipeline_run(slice_run, tmp_path):
     assert (queries.with_suffix(".dense") / "embedding.pkl").is_file()
     measured = records["sparse"]["metrics"]
     results = {"nDCG@10": measured["ndcg_cut_10"], "R@100": measured["recall_100"], "R@1000": measured["recall_1000"]}
-    config = config_for(cfg, results, _index_stats(Paths(cfg).impact_index))
+    config = config_for(cfg, results, index_statistics(Paths(cfg).impact_index))
     assert config["collection_class"] == "JsonVectorCollection" and config["topic_reader"] == "JsonStringVector"
     path = tmp_path / "beir-v1.0.0-scifact.slice.yaml"
     path.write_text("---\n" + yaml.safe_dump(config, sort_keys=False))

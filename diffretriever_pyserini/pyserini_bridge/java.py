@@ -23,6 +23,9 @@ from pathlib import Path
 
 MIN_JAVA_MAJOR = 21
 VECTOR_MODULE = "jdk.incubator.vector"
+HEAP_ENV = "DIFFRETRIEVER_JAVA_HEAP"
+OOM_EXIT_CODE = 3  # what a JVM started with -XX:+ExitOnOutOfMemoryError exits with
+MIN_HEAP_MB = 512
 
 
 def _release_fields(java_home: Path) -> dict[str, str]:
@@ -104,7 +107,48 @@ def ensure_java() -> Path:
         os.environ["PATH"] = bin_dir + os.pathsep + path
     if not _has_module(home, VECTOR_MODULE):
         _filter_jnius_options(VECTOR_MODULE)
+    _add_jvm_options(guard_options())
     return home
+
+
+def heap_setting() -> str | None:
+    """``DIFFRETRIEVER_JAVA_HEAP`` (``512m``, ``4g``) checked, or None (the JVM's default, a quarter of the RAM)."""
+    value = os.environ.get(HEAP_ENV, "").strip().lower()
+    if not value:
+        return None
+    if not re.fullmatch(r"\d+[kmg]", value):
+        raise RuntimeError(f"{HEAP_ENV}={value!r}: expected a size such as 512m or 4g")
+    return value
+
+
+def default_heap(data_bytes: int) -> str:
+    """A heap for a Lucene step over ``data_bytes`` of index or corpus: 4x the data plus 512 MB, at most a quarter
+    of the machine's memory (and never under 512 MB)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    mb = max(MIN_HEAP_MB, min((4 * data_bytes) // 2**20 + MIN_HEAP_MB, total // 4 // 2**20))
+    return f"{mb}m"
+
+
+def guard_options() -> list[str]:
+    """JVM options so that running out of heap ends the process with one line instead of hanging it: the heap
+    (``DIFFRETRIEVER_JAVA_HEAP``), exit on the first OutOfMemoryError, and that line on stderr."""
+    heap = heap_setting()
+    size = f"-Xmx{heap}" if heap else "the default heap, a quarter of the RAM"
+    line = (f"diffretriever-pyserini: error: Java ran out of heap ({size}, process %p) - set {HEAP_ENV} "
+            "to a larger size, e.g. 8g")
+    return ([f"-Xmx{heap}"] if heap else []) + ["-XX:+ExitOnOutOfMemoryError",
+                                                f"-XX:OnOutOfMemoryError=echo '{line}' >&2"]
+
+
+def _add_jvm_options(options: list[str]) -> None:
+    """Add ``options`` to the JVM pyjnius will start (once; too late once the JVM runs)."""
+    import jnius_config
+
+    if getattr(jnius_config, "vm_running", False):
+        return
+    missing = [o for o in options if o not in jnius_config.options]
+    if missing:
+        jnius_config.add_options(*missing)
 
 
 def ensure_java_at_startup() -> None:

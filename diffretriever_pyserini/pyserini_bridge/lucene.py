@@ -12,9 +12,11 @@ import os
 import subprocess
 from pathlib import Path
 
+from diffretriever_pyserini.pyserini_bridge.bm25 import folder_bytes
 from diffretriever_pyserini.pyserini_bridge.child import command
 from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.pyserini_bridge.hook import prepare_pyserini
+from diffretriever_pyserini.pyserini_bridge.java import HEAP_ENV, OOM_EXIT_CODE, default_heap, heap_setting
 from diffretriever_pyserini.writers import AtomicDir, exclusive, read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
@@ -27,9 +29,13 @@ def _pyserini_index(args: list[str], index_dir: Path, metadata: dict) -> Path:
             return Path(index_dir)
         with AtomicDir(index_dir) as tmp:
             cmd = command("pyserini.index.lucene", *args, "--index", str(tmp / "index"))
-            log.info("running %s", " ".join(cmd))
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(),
+            heap = heap_setting() or default_heap(folder_bytes(Path(args[args.index("--input") + 1])))
+            log.info("running %s (Java heap %s)", " ".join(cmd), heap)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, HEAP_ENV: heap},
                                   stdin=subprocess.DEVNULL)
+            if proc.returncode == OOM_EXIT_CODE:
+                raise UserError(f"pyserini.index.lucene ran out of Java heap (-Xmx{heap}); set {HEAP_ENV} to a "
+                                f"larger size (e.g. {HEAP_ENV}=8g)", index_dir)
             if proc.returncode != 0:
                 log.error("pyserini.index.lucene output:\n%s", proc.stderr[-3000:])
                 space = ", no space left on the device" if "No space left" in proc.stderr else ""

@@ -62,20 +62,23 @@ def search_topics(searcher, topics: dict[str, str], k: int = 1000, remove_query:
 
 def bm25_search(index_dir, topics: dict[str, str], k: int = 1000, remove_query: bool = False,
                 threads: int = 1, fields: dict[str, float] | None = None) -> Run:
-    """BM25 (k1 = 0.9, b = 0.4, Pyserini's defaults) over a Lucene index; ``fields`` = {field: boost}."""
-    prepare_pyserini()
-    from pyserini.search.lucene import LuceneSearcher
+    """BM25 (k1 = 0.9, b = 0.4, Pyserini's defaults) over a Lucene index; ``fields`` = {field: boost}. Runs in a
+    child process with a bounded Java heap, topics in batches, keeping (docid, score) of each hit only
+    (:mod:`.bm25`)."""
+    from diffretriever_pyserini.pyserini_bridge.bm25 import bm25_run
 
-    options = {"fields": fields} if fields else {}
-    return search_topics(LuceneSearcher(str(index_dir)), topics, k, remove_query, threads, **options)
+    depth = k + 1 if remove_query else k
+    return finish_run(bm25_run(index_dir, topics, depth, threads, fields), k, remove_query)
 
 
 def hybrid_search(dense, sparse, topics: dict[str, str], k: int = 1000, alpha: float = 1.0,
                   normalization: bool = True, remove_query: bool = False) -> Run:
     """Pyserini's ``HybridSearcher`` (``alpha * sparse + dense``) over a dense and a sparse searcher.
 
-    Pyserini's normalisation divides by zero on one-hit or all-equal lists; such a query is fused with
-    :func:`~diffretriever_pyserini.fusion.pyserini_hybrid` (same rule, range-0 lists centred at 0) and logged.
+    With ``remove_query`` a hit equal to the query id is dropped from each list before the lists are normalised
+    and fused (as the ``hybrid`` mode does), by the same rule in :func:`~diffretriever_pyserini.fusion.pyserini_hybrid`.
+    Pyserini's normalisation divides by zero on one-hit or all-equal lists; such a query is fused by that function
+    too (range-0 lists centred at 0) and logged.
     """
     prepare_pyserini()
     from pyserini.search.hybrid import HybridSearcher
@@ -85,15 +88,26 @@ def hybrid_search(dense, sparse, topics: dict[str, str], k: int = 1000, alpha: f
     run: Run = {}
     degenerate = 0
     for qid, text in tqdm(topics.items(), desc="hybrid search", unit="q", mininterval=2.0):
+        if remove_query:
+            run[qid] = _fused(dense, sparse, qid, text, k, alpha, normalization, remove_query=True)
+            continue
         try:
             hits = searcher.search(text, k0=depth, k=depth, alpha=alpha, normalization=normalization)
             run[qid] = {h.docid: float(h.score) for h in hits}
         except ZeroDivisionError:
             degenerate += 1
-            d = {qid: {h.docid: float(h.score) for h in dense.search(text, depth)}}
-            s = {qid: {h.docid: float(h.score) for h in sparse.search(text, depth)}}
-            run[qid] = dict(ranked(pyserini_hybrid(d, s, alpha, normalization)[qid], depth))
+            run[qid] = _fused(dense, sparse, qid, text, k, alpha, normalization, remove_query=False)
     if degenerate:
         log.warning("%d queries had a one-hit or all-equal list; fused without Pyserini's division by zero",
                     degenerate)
     return finish_run(run, k, remove_query)
+
+
+def _fused(dense, sparse, qid: str, text: str, k: int, alpha: float, normalization: bool,
+           remove_query: bool) -> dict[str, float]:
+    """Pyserini's hybrid rule on one query's dense and sparse lists, each cut to its top ``k`` after its self hit
+    is dropped (``remove_query``), as the lists the ``hybrid`` mode fuses."""
+    depth = k + 1 if remove_query else k
+    lists = [finish_run({qid: {h.docid: float(h.score) for h in s.search(text, depth)}}, k, remove_query)
+             for s in (dense, sparse)]
+    return pyserini_hybrid(lists[0], lists[1], alpha, normalization)[qid]
