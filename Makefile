@@ -45,7 +45,7 @@ RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(KQ),--k
 	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR)) \
 	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM) --dense-index $(DENSE_INDEX) $(if $(DENOISE),--denoise-steps $(DENOISE))
 
-.PHONY: help install stack stack-numbers test test-legacy demo bench-k bench-maxsim bench-index bench-scale report baselines anserini-configs paper-configs \
+.PHONY: help install stack stack-numbers test test-legacy demo bench-bm25 bench-k bench-maxsim bench-index bench-scale report baselines anserini-configs paper-configs \
 	paper-check beir-all $(addprefix beir-,$(BEIR_DATASETS))
 
 help: ## show this help
@@ -92,6 +92,9 @@ demo: $(STAMP) ## SciFact: zero-shot readout, BM25 and mean-pooling controls, fi
 
 stack-numbers: $(STAMP) ## the same SciFact slice runs on this stack: metrics + run-file digests (runs/stack-numbers/)
 	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/stack_numbers.py
+
+bench-bm25: $(STAMP) ## BM25 flat + multifield, 1,000 SciFact abstracts as long topics at 1,000 hits: peak RSS and time beside pyserini.search.lucene (last line: JSON)
+	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_bm25.py --mirror "$(MIRROR)" --work $(RUNS)/work
 
 bench-k: $(STAMP) ## latency vs K: diffusion one-pass vs autoregressive readout, same network (last line: JSON)
 	BEIR_MIRROR="$(MIRROR)" $(PY) benchmarks/bench_k.py

@@ -285,6 +285,14 @@ def cmd_fuse(args) -> int:
     for path, run in zip(args.runs, runs):
         if not any(run.values()):
             raise UserError("the run has no hits; fusing it would silently give the other runs back", path)
+    shared = set.intersection(*(set(run) for run in runs))
+    if not shared:
+        raise UserError(f"the runs share no topic ({', '.join(f'{len(r)} in {p}' for p, r in zip(args.runs, runs))})"
+                        "; were they made on different topic sets?")
+    for path, run in zip(args.runs, runs):
+        if len(run) > len(shared):
+            log.warning("%s: %d of its %d topics are missing from another run; fused from the runs that have them",
+                        path, len(run) - len(shared), len(run))
     fused = reciprocal_rank_fusion(runs, k=args.rrf_k) if args.method == "rrf" else \
         normalized_fusion(runs, [1.0 / len(runs)] * len(runs), all_equal=args.all_equal)
     path = write_run(args.out, fused, args.tag, k=args.hits)
@@ -431,17 +439,46 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    received = _interrupt_on_signals()
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print("diffretriever-pyserini: interrupted; no output was left half-written, run the same command again to "
-              "resume", file=sys.stderr)
-        return 130
+        return _interrupted(received)
     except Exception as exc:  # noqa: BLE001 - every failure ends as one line (the traceback under -v)
+        if received:  # a signal arrived inside native code, which turned it into another exception
+            return _interrupted(received)
         if args.verbose:
             traceback.print_exc()
         print(f"diffretriever-pyserini: error: {describe_error(exc)}", file=sys.stderr)
         return 2
+
+
+def _interrupt_on_signals() -> list[int]:
+    """SIGINT and SIGTERM both stop a command the same way: a KeyboardInterrupt in the main thread, so every
+    ``with`` block removes its temporary output and lock on the way out. Returns the list the signals are noted in
+    (a signal left ignored by the parent process stays ignored)."""
+    import signal
+
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, handler)
+    return received
+
+
+def _interrupted(received: list[int]) -> int:
+    """One line for an interrupted command; exit status 128 + the signal (130 for SIGINT, 143 for SIGTERM)."""
+    import signal
+
+    name = signal.Signals(received[0]).name if received else "SIGINT"
+    print(f"\ndiffretriever-pyserini: interrupted ({name}); no output was left half-written, run the same command "
+          "again to resume", file=sys.stderr)
+    return 128 + (received[0] if received else signal.SIGINT)
 
 
 def describe_error(exc: BaseException) -> str:

@@ -39,12 +39,15 @@ from pathlib import Path
 import numpy as np
 
 from diffretriever_pyserini.errors import UserError
-from diffretriever_pyserini.writers import AtomicDir, _raw_to_npy, exclusive
+from diffretriever_pyserini.integrity import verify_files
+from diffretriever_pyserini.writers import AtomicDir, _raw_to_npy, describe_files, exclusive
 
 log = logging.getLogger(__name__)
 
 FOLDER = "pq"
 KSUB = 16
+MIN_DOCUMENTS = KSUB
+"""Fewer documents than residual centroids leave nothing to train the codes on."""
 TRAIN_DOCS = 4096
 TRAIN_VECTORS = 32_768
 KMEANS_ITERATIONS = 10
@@ -193,8 +196,9 @@ def build_compressed(vectors, out: str | Path, nlist: int | None = None, residua
 
     start = time.perf_counter()
     n, k, dim = vectors.shape
-    if n == 0:
-        raise UserError("cannot compress an empty multi-vector store", out)
+    if n < MIN_DOCUMENTS:
+        raise UserError(f"--maxsim compressed needs at least {MIN_DOCUMENTS} documents to train its 4-bit codes "
+                        f"({KSUB} centroids); this corpus has {n}: use --maxsim exact", out)
     m = residual_m(dim, residual_dims)
     nlist = nlist or default_nlist(n)
     sample = _training_anchors(vectors, max(TRAIN_DOCS, 64 * nlist), chunk_docs)
@@ -249,6 +253,8 @@ def build_compressed(vectors, out: str | Path, nlist: int | None = None, residua
                     "anchor_cosine": round(anchor_cosine, 4), "seed": seed,
                     "build_seconds": round(time.perf_counter() - start, 2)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest["files"] = describe_files(tmp, [name for name in SEARCH_FILES if name != "manifest.json"])
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         size = sum((tmp / name).stat().st_size for name in SEARCH_FILES)
         manifest["bytes_per_doc"] = round((size + 32) / n, 2)  # (+ the digits of bytes_per_doc itself)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -282,6 +288,7 @@ class CompressedStore:
         folder = Path(folder)
         self.folder = folder
         self.manifest = json.loads((folder / "manifest.json").read_text())
+        verify_files(folder, self.manifest.get("files"))
         self.tables = np.load(folder / "residual_pq.npy")
         self.residual_codes = np.load(folder / "residual_codes.npy", mmap_mode="r")
         self.docstart = np.load(folder / "docstart.npy", mmap_mode="r")

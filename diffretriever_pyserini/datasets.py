@@ -7,6 +7,7 @@ A prepared dataset is a folder holding what Pyserini reads:
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -190,6 +191,13 @@ def source_dir(dataset: BeirDataset, mirror: str | os.PathLike | None = None, ca
     mirror = mirror if mirror is not None else os.environ.get("BEIR_MIRROR") or None
     if mirror:
         mirror = Path(mirror)
+        try:
+            mirror.resolve(strict=True)
+        except RuntimeError as exc:  # Python < 3.13
+            raise DatasetError(f"BEIR mirror folder {mirror} is a symbolic link loop ({exc})") from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise DatasetError(f"BEIR mirror folder {mirror} is a symbolic link loop") from exc
         if not mirror.is_dir():
             raise DatasetError(f"BEIR mirror folder {mirror} does not exist (set by BEIR_MIRROR / MIRROR)")
         folder = mirror / dataset.subdir

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from diffretriever_pyserini.errors import UserError
-from diffretriever_pyserini.writers import AtomicDir, exclusive, read_metadata, write_metadata
+from diffretriever_pyserini.writers import AtomicDir, describe_files, exclusive, read_metadata, write_metadata
 
 DENSE_INDEX_TYPES = ("flat", "sq16", "sq8", "sq6", "pq", "ivfpq", "hnsw-sq8")
 DEFAULT_NPROBE = 32
@@ -134,6 +134,9 @@ def write_index(out: Path, kind: str, n: int, dim: int, sample: np.ndarray, chun
     index, params = _new_index(kind, n, dim)
     if not index.is_trained:
         centroids = 1 << params["nbits"] if "nbits" in params else 0  # per sub-quantizer (pq, ivfpq)
+        if n < centroids:
+            raise UserError(f"--dense-index {kind} trains {centroids} centroids per sub-quantizer and needs at least "
+                            f"{centroids} documents; this corpus has {n}: use flat, sq16, sq8 or sq6", out)
         if len(sample) < FAISS_MIN_POINTS * centroids:
             log.info("%s: %d training vectors for the %d centroids of each of %d sub-quantizers (FAISS asks for "
                      "%d; the codes fit a small corpus less finely)", kind, len(sample), centroids, params["m"],
@@ -147,6 +150,7 @@ def write_index(out: Path, kind: str, n: int, dim: int, sample: np.ndarray, chun
         faiss.write_index(index, str(tmp / "index"))
         shutil.copyfile(docid_file, tmp / "docid")
         write_metadata(tmp, {"index_type": kind, **params, "documents": n, "dimension": dim,
+                             "files": describe_files(tmp, ("index", "docid")),
                              "bytes_per_doc": round(index_bytes(tmp) / max(n, 1), 2),
                              "build_seconds": round(time.perf_counter() - start, 2), **(extra or {})})
     return out

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
 from tqdm import tqdm
 
 from diffretriever_pyserini import __version__
@@ -77,7 +78,7 @@ def encode_corpus(reader, docs: Iterable[dict], outputs: EncodeOutputs, batch_si
     """
     reader = getattr(reader, "reader", reader)
     meta = {"readout": reader.metadata(), "versions": versions(), **(metadata or {})}
-    stats = {"documents": 0, "truncated": 0, "empty": 0}
+    stats = {"documents": 0, "truncated": 0, "empty": 0, "empty_sparse": 0}
     progress = tqdm(total=total, unit="doc", desc="encode corpus", mininterval=2.0)
     try:
         _encode_into(reader, docs, outputs, meta, stats, progress, batch_size, sort_window, kvector_dtype)
@@ -117,13 +118,36 @@ def _encode_into(reader, docs, outputs: EncodeOutputs, meta: dict, stats: dict, 
                 texts = [d["contents"] for d in batch]
                 ids = [d["id"] for d in batch]
                 out = reader.read(texts)
+                _check_finite(reader, out, ids)
                 sparse.write(ids, texts, out.sparse)
                 dense.write(ids, out.single, out.dense)
                 stats["documents"] += len(batch)
                 stats["truncated"] += sum(out.truncated)
                 stats["empty"] += sum(not t for t in texts)
+                stats["empty_sparse"] += sum(not v for v in out.sparse)
                 progress.update(len(batch))
+        if stats["documents"] and stats["empty_sparse"] == stats["documents"] and "shard" not in meta:
+            raise UserError(f"every one of the {stats['documents']} sparse vectors is empty ({_source(reader)}"
+                            f"{', and every document text is empty' if stats['empty'] == stats['documents'] else ''})"
+                            "; an impact index of them would match nothing, so nothing was kept", outputs.root)
         sparse.metadata["stats"] = dense.metadata["stats"] = stats
+
+
+def _source(reader) -> str:
+    """The model (and adapter) a reader runs, for messages."""
+    backbone = reader.backbone
+    adapter = getattr(backbone, "adapter", None)
+    return f"model {backbone.source}" + (f", adapter {adapter}" if adapter else "")
+
+
+def _check_finite(reader, out, ids: list[str]) -> None:
+    """Refuse NaN / infinite vectors (a broken checkpoint or adapter): naming the model and a document."""
+    bad = ~np.isfinite(out.single).all(axis=1) | ~np.isfinite(out.dense).reshape(len(ids), -1).all(axis=1)
+    if bad.any():
+        first = ids[int(np.flatnonzero(bad)[0])]
+        raise UserError(f"the readout of {_source(reader)} gave non-finite vectors for {int(bad.sum())} of "
+                        f"{len(ids)} documents (first: {first}); check the checkpoint / adapter weights; nothing "
+                        "was kept")
 
 
 def corpus_metadata(corpus_dir: Path) -> dict:

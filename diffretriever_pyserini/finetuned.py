@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diffretriever_pyserini.errors import UserError
+from diffretriever_pyserini.limits import MAX_DENOISE_STEPS, MAX_K, MAX_TAIL
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,48 @@ is found in the tokenizer."""
 
 class FineTunedError(UserError):
     """A fine-tuned folder that cannot be read as trained, or that does not fit the loaded backbone."""
+
+
+INT_FIELDS = {"n_gen_tokens": (1, MAX_K), "n_gen_q_tokens": (1, MAX_K), "n_gen_p_tokens": (1, MAX_K),
+              "num_denoise_steps": (1, MAX_DENOISE_STEPS), "n_tail": (0, MAX_TAIL), "max_length": (1, 1 << 20),
+              "mask_token_id": (0, 1 << 31), "hidden_size": (1, 1 << 20)}
+"""retriever_config.json integer fields and their allowed ranges (null = unset)."""
+ID_FIELDS = ("query_prefix_ids", "query_suffix_ids", "passage_prefix_ids", "passage_suffix_ids", "tail_ids")
+BOOL_FIELDS = ("use_eos", "use_k_adapter", "use_k_pre_encoder")
+READOUT_FIELDS = ("model_type", "n_gen_tokens", "n_gen_q_tokens", "n_gen_p_tokens")
+"""At least one of these makes a file a fine-tuned readout's config (an empty one is refused, not read as one)."""
+
+
+def check_config(config, path: Path) -> dict:
+    """Every field of a ``retriever_config.json`` this project reads, type- and range-checked with the file and
+    field named: K between 1 and MAX_K, denoising steps between 1 and MAX_DENOISE_STEPS, ids non-negative integers
+    (checked against the vocabulary in :meth:`FineTuned.check_fits`). Returns the config."""
+    if not isinstance(config, dict):
+        raise FineTunedError("expected a JSON object", path)
+    if not any(config.get(name) is not None for name in READOUT_FIELDS):
+        raise FineTunedError(f"no readout settings: expected at least one of {', '.join(READOUT_FIELDS)}", path)
+    for name, (low, high) in INT_FIELDS.items():
+        value = config.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise FineTunedError(f"field {name!r} must be an integer from {low} to {high}, got {value!r}", path)
+    for name in ID_FIELDS:
+        value = config.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, list) or any(isinstance(i, bool) or not isinstance(i, int) or i < 0
+                                              for i in value):
+            raise FineTunedError(f"field {name!r} must be a list of token ids (non-negative integers), got "
+                                 f"{value!r}", path)
+    for name in BOOL_FIELDS:
+        if config.get(name) is not None and not isinstance(config[name], bool):
+            raise FineTunedError(f"field {name!r} must be true or false, got {config[name]!r}", path)
+    if config.get("model_type") is not None and not isinstance(config["model_type"], str):
+        raise FineTunedError(f"field 'model_type' must be a string, got {config['model_type']!r}", path)
+    if not isinstance(config.get("diffretriever", {}), dict):
+        raise FineTunedError("field 'diffretriever' must be an object", path)
+    return config
 
 
 @dataclass(frozen=True)
@@ -106,6 +149,11 @@ class FineTuned:
         if family is not None and family != backbone.family:
             raise FineTunedError(f"{self.path}: trained on a {family} backbone ({c.get('model_type')}), but the "
                                  f"loaded model {backbone.source} is {backbone.family}")
+        for name in ID_FIELDS:
+            outside = [i for i in c.get(name) or () if i >= backbone.vocab_size]
+            if outside:
+                raise FineTunedError(f"field {name!r} has token ids outside the vocabulary of {backbone.source} "
+                                     f"({backbone.vocab_size} ids): {outside[:5]}", self.path)
         for key, have in (("mask_token_id", backbone.mask_token_id), ("hidden_size", backbone.hidden_size)):
             if key in c and c[key] is not None and int(c[key]) != int(have):
                 raise FineTunedError(f"{self.path}: trained with {key}={c[key]}, the loaded model "
@@ -136,11 +184,9 @@ def find(model: str | None, adapter: str | None = None) -> FineTuned | None:
                     config = json.loads(path.read_text())
                 except json.JSONDecodeError as exc:
                     raise FineTunedError(f"{path}: not valid JSON ({exc})") from exc
-                if not isinstance(config, dict):
-                    raise FineTunedError(f"{path}: expected a JSON object")
-                if name == LEGACY_READOUT_FILE:
+                if name == LEGACY_READOUT_FILE and isinstance(config, dict):
                     config = _from_legacy(config)
-                return FineTuned(folder, config)
+                return FineTuned(folder, check_config(config, path))
     return None
 
 

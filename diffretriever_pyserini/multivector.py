@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from diffretriever_pyserini.writers import AtomicDir
+from diffretriever_pyserini.integrity import verify_files
+from diffretriever_pyserini.writers import AtomicDir, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class MultiVectorStore:
     @classmethod
     def open(cls, dense_dir) -> "MultiVectorStore":
         folder = Path(dense_dir)
+        files = read_metadata(folder).get("files") or {}
+        verify_files(folder, {name: files[name] for name in ("kvectors.npy", "docid") if name in files})
         vectors = np.load(folder / "kvectors.npy", mmap_mode="r")
         docids = (folder / "docid").read_text(encoding="utf-8").split("\n")[: vectors.shape[0]]
         if len(docids) != vectors.shape[0]:

@@ -20,6 +20,7 @@ from diffretriever_pyserini.dense_index import DENSE_INDEX_TYPES
 from diffretriever_pyserini.datasets import get_dataset, iter_prepared_corpus, prepare
 from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.evaluation import evaluate_run_file
+from diffretriever_pyserini.limits import MAX_K
 from diffretriever_pyserini.fusion import FUSION_DEPTH, FUSION_WEIGHTS, normalized_fusion, reciprocal_rank_fusion
 from diffretriever_pyserini.multivector import DEFAULT_DEPTH
 from diffretriever_pyserini.runs import write_run
@@ -134,7 +135,7 @@ class RunConfig:
         if tuned is not None and tuned.extras.get("run_name"):
             base = short(tuned.extras.get("base_model", self.model))
             return f"diffretriever.{base}.finetuned-{tuned.extras['run_name']}"
-        mode = f"ft-{short(self.adapter)}" if self.adapter else "zs"
+        mode = f"ft-{short(self.adapter)}" if self.adapter else "ft" if tuned is not None else "zs"
         return f"diffretriever.{short(self.model)}.{mode}"
 
     def _readout_tag(self) -> str:
@@ -193,6 +194,13 @@ class RunConfig:
         for flag, value in positive.items():
             if value is not None and value < 1:
                 raise UserError(f"{flag} must be at least 1, got {value}")
+        for flag, value in {"--k-q": self.k_q, "--k-p": self.k_p}.items():
+            if value is not None and value > MAX_K:
+                raise UserError(f"{flag} must be at most {MAX_K}, got {value}")
+        k_max = max(self.k_q or 1, self.k_p or 1)
+        if self.denoise_steps is not None and self.denoise_steps > k_max:
+            raise UserError(f"--denoise-steps {self.denoise_steps} is more than K ({k_max}): each pass unmasks at "
+                            f"least one of the K masks, so --denoise-steps {k_max} already reads the same vectors")
         for flag, value in {"--promptreps-fallback": self.promptreps_fallback,
                             "--maxsim-check": self.maxsim_check, "--maxsim-rerank": self.maxsim_rerank}.items():
             if value < 0:
@@ -200,6 +208,7 @@ class RunConfig:
         if self.shard_id is not None and not 0 <= self.shard_id < self.shard_num:
             raise UserError(f"--shard-id {self.shard_id} is outside 0..{self.shard_num - 1} (--shard-num "
                             f"{self.shard_num})")
+        self._check_consistent()
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
@@ -207,6 +216,16 @@ class RunConfig:
                 raise UserError(f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}")
         self.mode_list()
         return self
+
+    def _check_consistent(self) -> None:
+        """Refuse index options that no selected mode uses (the run would be named after an index it never read)."""
+        modes = set(self.mode_list())
+        if self.dense_index != "flat" and not modes & {"dense", "hybrid", "hybrid-pyserini", "rrf"}:
+            raise UserError(f"--dense-index {self.dense_index} is only read by the dense modes (dense, hybrid, "
+                            f"hybrid-pyserini, rrf), and --modes {self.modes} has none of them")
+        if self.maxsim != "exact" and not modes & {"multi_dense", "hybrid-multi"}:
+            raise UserError(f"--maxsim {self.maxsim} is only read by multi_dense and hybrid-multi, and --modes "
+                            f"{self.modes} has neither")
 
     def backbone_options(self) -> dict:
         """Keyword arguments for ``load_backbone``."""
@@ -354,19 +373,25 @@ def _encode(cfg: RunConfig, prepared, paths: Paths, reader):
     from diffretriever_pyserini.encoding import corpus_metadata, encode_corpus
 
     request = encoding_request(cfg)
+    corpus = corpus_metadata(prepared.corpus_dir)
     if paths.encodings.is_complete():
-        stored = read_metadata(paths.encodings.sparse).get("request")
-        if _same_request(stored, request):
+        made = read_metadata(paths.encodings.sparse)
+        stored = made.get("request")
+        if _same_request(stored, request) and made.get("corpus_sha256") == corpus["corpus_sha256"]:
             log.info("encodings in %s are complete; reusing them", paths.encodings.root)
             return reader or _passage_reader(cfg)
-        log.warning("encodings in %s were made by another readout (%s); encoding again", paths.encodings.root,
-                    "an older version of this package" if stored is None else f"{stored} != {request}")
+        if not _same_request(stored, request):
+            why = "an older version of this package" if stored is None else f"another readout: {stored} != {request}"
+        else:
+            why = (f"another corpus (sha256 {str(made.get('corpus_sha256'))[:12]}, now "
+                   f"{corpus['corpus_sha256'][:12]})")
+        log.warning("encodings in %s were made by %s; encoding again", paths.encodings.root, why)
         import shutil
 
         shutil.rmtree(paths.encodings.root)
         shutil.rmtree(paths.impact_index, ignore_errors=True)
     stats = json.loads((prepared.root / "dataset.json").read_text())
-    meta = {"dataset": paths.dataset.name, "request": request, **corpus_metadata(prepared.corpus_dir)}
+    meta = {"dataset": paths.dataset.name, "request": request, **corpus}
     if cfg.shard_num > 1 or cfg.workers > 1 or cfg.engine != "local" or cfg.shard_id is not None:
         from diffretriever_pyserini import sharding
 
@@ -508,44 +533,53 @@ def run_dataset(cfg: RunConfig) -> dict[str, dict]:
     return step_search(cfg, backbone=reader.backbone if reader else None)
 
 
-def run_bm25(cfg: RunConfig) -> dict:
-    """Control: BM25 flat over the same prepared corpus, through Pyserini's Lucene index and searcher."""
+BM25_MULTIFIELD_BOOSTS = {"contents": 1.0, "title": 1.0}
+"""Field boosts of Anserini's ``beir-v1.0.0-<ds>.multifield`` condition (title and text as separate fields)."""
+
+
+def bm25_index(cfg: RunConfig, multifield: bool = False) -> Path:
+    """The BM25 index of the prepared corpus, built by Pyserini when missing: flat (``contents`` = title + text,
+    Anserini's ``.flat``) or multifield (``contents`` = text, plus ``title``)."""
     from diffretriever_pyserini.pyserini_bridge.lucene import build_bm25_index, index_is_complete
+
+    dataset, prepared = get_dataset(cfg.dataset), step_prepare(cfg)
+    index_dir = Path(cfg.work) / "indexes" / dataset.name / ("bm25-multifield" if multifield else "bm25-flat")
+    if index_is_complete(index_dir):
+        return index_dir
+    if not multifield:
+        return build_bm25_index(prepared.corpus_dir, index_dir, cfg.threads)
+    corpus = Path(cfg.work) / "data" / dataset.name / "corpus-multifield"
+    corpus.mkdir(parents=True, exist_ok=True)
+    with open(corpus / "part-00000.jsonl", "w", encoding="utf-8") as f:
+        for doc in iter_prepared_corpus(prepared.corpus_dir):
+            f.write(json.dumps({"id": doc["id"], "contents": doc["text"], "title": doc["title"]},
+                               ensure_ascii=False) + "\n")
+    return build_bm25_index(corpus, index_dir, cfg.threads, fields=("title",))
+
+
+def _run_bm25(cfg: RunConfig, multifield: bool) -> dict:
     from diffretriever_pyserini.pyserini_bridge.search import bm25_search
 
     dataset, prepared = get_dataset(cfg.dataset), step_prepare(cfg)
-    index_dir = Path(cfg.work) / "indexes" / dataset.name / "bm25-flat"
-    if not index_is_complete(index_dir):
-        build_bm25_index(prepared.corpus_dir, index_dir, cfg.threads)
+    index_dir = bm25_index(cfg, multifield)
     topics = prepared.query_texts()
-    run = bm25_search(index_dir, topics, cfg.hits, cfg.remove_self_hits, cfg.threads)
-    path = write_run(Path(cfg.runs) / dataset.run_prefix / "bm25-flat" / "bm25.trec", run, "bm25-flat",
-                     cfg.hits, topic_order=topics)
+    run = bm25_search(index_dir, topics, cfg.hits, cfg.remove_self_hits, cfg.threads,
+                      fields=BM25_MULTIFIELD_BOOSTS if multifield else None)
+    name = index_dir.name
+    path = write_run(Path(cfg.runs) / dataset.run_prefix / name / "bm25.trec", run, name, cfg.hits,
+                     topic_order=topics)
     return evaluate_run_file(path, prepared.qrels, dataset.metrics)
+
+
+def run_bm25(cfg: RunConfig) -> dict:
+    """Control: BM25 flat over the same prepared corpus, through Pyserini's Lucene index and searcher."""
+    return _run_bm25(cfg, multifield=False)
 
 
 def run_bm25_multifield(cfg: RunConfig) -> dict:
     """Control: BM25 multifield (title and text as separate fields, boost 1.0 each), as Anserini's
     ``beir-v1.0.0-<ds>.multifield`` condition, through Pyserini's Lucene index and searcher."""
-    from diffretriever_pyserini.pyserini_bridge.lucene import build_bm25_index, index_is_complete
-    from diffretriever_pyserini.pyserini_bridge.search import bm25_search
-
-    dataset, prepared = get_dataset(cfg.dataset), step_prepare(cfg)
-    index_dir = Path(cfg.work) / "indexes" / dataset.name / "bm25-multifield"
-    if not index_is_complete(index_dir):
-        corpus = Path(cfg.work) / "data" / dataset.name / "corpus-multifield"
-        corpus.mkdir(parents=True, exist_ok=True)
-        with open(corpus / "part-00000.jsonl", "w", encoding="utf-8") as f:
-            for doc in iter_prepared_corpus(prepared.corpus_dir):
-                f.write(json.dumps({"id": doc["id"], "contents": doc["text"], "title": doc["title"]},
-                                   ensure_ascii=False) + "\n")
-        build_bm25_index(corpus, index_dir, cfg.threads, fields=("title",))
-    topics = prepared.query_texts()
-    run = bm25_search(index_dir, topics, cfg.hits, cfg.remove_self_hits, cfg.threads,
-                      fields={"contents": 1.0, "title": 1.0})
-    path = write_run(Path(cfg.runs) / dataset.run_prefix / "bm25-multifield" / "bm25.trec", run, "bm25-multifield",
-                     cfg.hits, topic_order=topics)
-    return evaluate_run_file(path, prepared.qrels, dataset.metrics)
+    return _run_bm25(cfg, multifield=True)
 
 
 def run_meanpool_control(cfg: RunConfig, max_length: int = 256) -> dict:

@@ -25,6 +25,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from diffretriever_pyserini.limits import MAX_DENOISE_STEPS, MAX_K
+
 IMPACT_SCALE = 100
 """Sparse weights become integer impacts w * IMPACT_SCALE, truncated (zero-shot) or rounded (fine-tuned)."""
 TOPK_ZERO_SHOT = 128
@@ -283,8 +285,10 @@ class ReadoutConfig:
                                      ("dense_source", self.dense_source, DENSE_SOURCES)):
             if value not in allowed:
                 raise ValueError(f"readout {name} must be one of {allowed}, got {value!r}")
-        if self.denoise_steps < 1:
-            raise ValueError(f"denoise_steps must be >= 1, got {self.denoise_steps}")
+        if not 1 <= self.k <= MAX_K:
+            raise ValueError(f"k must be between 1 and {MAX_K}, got {self.k}")
+        if not 1 <= self.denoise_steps <= MAX_DENOISE_STEPS:
+            raise ValueError(f"denoise_steps must be between 1 and {MAX_DENOISE_STEPS}, got {self.denoise_steps}")
         if autoregressive and self.denoise_steps > 1:
             raise ValueError("denoise_steps > 1 needs a mask-filling (diffusion) backbone; the autoregressive "
                              "readout decodes its K positions one by one")

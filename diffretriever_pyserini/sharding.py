@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from diffretriever_pyserini.encoding import EncodeOutputs, encode_corpus
-from diffretriever_pyserini.writers import AtomicDir, exclusive, file_checksum, read_metadata, write_metadata
+from diffretriever_pyserini.errors import UserError
+from diffretriever_pyserini.writers import (AtomicDir, describe_files, exclusive, file_checksum, read_metadata,
+                                            write_metadata)
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +204,13 @@ def merge_shards(jobs: list[ShardJob], outputs: EncodeOutputs) -> EncodeOutputs:
         raise RuntimeError(f"shards {missing} are not complete; rerun the encode command to finish them")
     shards = [EncodeOutputs(j.folder) for j in jobs]
     meta = {k: v for k, v in read_metadata(shards[0].sparse).items() if k not in ("shard", "documents", "stats")}
-    stats = {"documents": 0, "truncated": 0, "empty": 0}
+    stats = {"documents": 0, "truncated": 0, "empty": 0, "empty_sparse": 0}
     for j in jobs:
         for key, value in json.loads((j.folder / MARKER).read_text())["stats"].items():
-            stats[key] += value
+            stats[key] = stats.get(key, 0) + value
+    if stats["documents"] and stats["empty_sparse"] == stats["documents"]:
+        raise UserError(f"every one of the {stats['documents']} sparse vectors of the {len(jobs)} shards is empty; an "
+                        "impact index of them would match nothing", outputs.root)
     meta.update(stats=stats, shards=len(jobs))
     with AtomicDir(outputs.sparse) as tmp:
         for j, shard in zip(jobs, shards):
@@ -235,6 +240,8 @@ def merge_shards(jobs: list[ShardJob], outputs: EncodeOutputs) -> EncodeOutputs:
                 for s in range(0, a.shape[0], 4096):
                     f.write(np.ascontiguousarray(a[s:s + 4096]).tobytes())
         dense_meta = read_metadata(shards[0].dense)
-        write_metadata(tmp, {**{k: v for k, v in dense_meta.items() if k not in ("shard", "stats", "documents")},
-                             "documents": stats["documents"], "stats": stats, "shards": len(jobs)})
+        write_metadata(tmp, {**{k: v for k, v in dense_meta.items()
+                                if k not in ("shard", "stats", "documents", "files")},
+                             "documents": stats["documents"], "stats": stats, "shards": len(jobs),
+                             "files": describe_files(tmp, ("index", "docid", "kvectors.npy"))})
     return outputs

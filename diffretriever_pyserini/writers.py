@@ -154,6 +154,14 @@ def file_checksum(paths) -> str:
     return h.hexdigest()
 
 
+def describe_files(folder: Path, names) -> dict[str, dict]:
+    """``{name: {"bytes", "sha256"}}`` of the files ``names`` in ``folder``: what a writer records in its metadata
+    so that a reader can verify them (:func:`diffretriever_pyserini.integrity.verify_files`)."""
+    folder = Path(folder)
+    return {name: {"bytes": (folder / name).stat().st_size, "sha256": file_checksum([folder / name])}
+            for name in names}
+
+
 class SparseWriter:
     """Writes ``{"id", "contents", "vector": {term: int}}`` lines: a ready JsonVectorCollection for
     ``python -m pyserini.index.lucene --collection JsonVectorCollection --impact --pretokenized``."""
@@ -246,7 +254,8 @@ class FaissWriter:
                 write_metadata(tmp, {**self.metadata, "documents": self.count, "dimension": int(self._shape[1]),
                                      "k": int(self._shape[0]), "faiss": "IndexFlatIP",
                                      "kvector_dtype": self._kdtype.name,
-                                     "single_vector": "mean of the kept normalised K vectors"})
+                                     "single_vector": "mean of the kept normalised K vectors",
+                                     "files": describe_files(tmp, ("index", "docid", "kvectors.npy"))})
         except BaseException as error:  # a full disk can surface only when finishing: nothing half-written stays
             self._dir.__exit__(type(error), error, error.__traceback__)
             raise

@@ -119,6 +119,34 @@ def pattern_key(patterns, name: str) -> str | None:
     return None
 
 
+def _number(value, positive_int: bool) -> bool:
+    if isinstance(value, bool):
+        return False
+    return (isinstance(value, int) and value >= 1) if positive_int else (isinstance(value, (int, float))
+                                                                           and value > 0)
+
+
+def check_lora_config(config, path: Path) -> None:
+    """The fields of ``adapter_config.json`` the merge reads, type- and range-checked, naming file and field:
+    ``r`` a positive integer, ``lora_alpha`` a positive number (default ``r``), the patterns' values likewise."""
+    if not isinstance(config, dict):
+        raise UserError("expected a JSON object", path)
+    if "r" not in config:
+        raise UserError("field 'r' (the LoRA rank) is missing", path)
+    if not _number(config["r"], positive_int=True):
+        raise UserError(f"field 'r' must be a positive integer, got {config['r']!r}", path)
+    if "lora_alpha" in config and not _number(config["lora_alpha"], positive_int=False):
+        raise UserError(f"field 'lora_alpha' must be a positive number, got {config['lora_alpha']!r}", path)
+    for field, ints in (("rank_pattern", True), ("alpha_pattern", False)):
+        patterns = config.get(field) or {}
+        if not isinstance(patterns, dict):
+            raise UserError(f"field {field!r} must be an object of pattern: value, got {patterns!r}", path)
+        for key, value in patterns.items():
+            if not _number(value, positive_int=ints):
+                raise UserError(f"field {field!r}: {key!r} must be a positive "
+                                f"{'integer' if ints else 'number'}, got {value!r}", path)
+
+
 def merge_lora(model: torch.nn.Module, adapter: str | Path, dtype: torch.dtype | None = None) -> int:
     """Merge a PEFT LoRA adapter folder into ``model``'s linear weights: W += (alpha / r) * B @ A.
 
@@ -135,7 +163,11 @@ def merge_lora(model: torch.nn.Module, adapter: str | Path, dtype: torch.dtype |
     config_path = folder / "adapter_config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{folder}: no adapter_config.json (not a PEFT adapter folder)")
-    config = json.loads(config_path.read_text())
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"not valid JSON ({exc})", config_path) from exc
+    check_lora_config(config, config_path)
     if config.get("peft_type", "LORA") != "LORA":
         raise ValueError(f"{config_path}: only LoRA adapters are supported, got peft_type {config.get('peft_type')}")
     for flag, why in LORA_REFUSED.items():
@@ -164,6 +196,9 @@ def merge_lora(model: torch.nn.Module, adapter: str | Path, dtype: torch.dtype |
             raise KeyError(f"{folder}: adapter targets {name!r}, which the model does not have")
         a, b = tensors[key].float(), tensors[key.replace("lora_A", "lora_B")].float()
         rank = a.shape[0]
+        if rank < 1 or tuple(b.shape[1:]) != (rank,):
+            raise UserError(f"{name}: LoRA tensors of rank {rank} (A {tuple(a.shape)}, B {tuple(b.shape)}) cannot be "
+                            "merged", weights_path)
         pattern = pattern_key(rank_pattern, name)
         if pattern is not None and rank_pattern[pattern] != rank:
             raise ValueError(f"{config_path}: rank_pattern gives {name} rank {rank_pattern[pattern]}, its tensors "

@@ -24,7 +24,9 @@ from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.pyserini_bridge.child import command
 from diffretriever_pyserini.pyserini_bridge.java import HEAP_ENV, OOM_EXIT_CODE, default_heap, heap_setting
 
-BATCH = 64  # topics per batch_search call: bounds the hits (and their stored documents) alive at once
+HITS_PER_BATCH = 16_000
+"""Hits (each with its stored document on the Java heap) alive at once: topics per ``batch_search`` call =
+``HITS_PER_BATCH // hits`` (16 topics at 1,000 hits)."""
 
 
 def folder_bytes(folder: Path) -> int:
@@ -32,7 +34,7 @@ def folder_bytes(folder: Path) -> int:
 
 
 def bm25_run(index_dir: Path, topics: dict[str, str], k: int, threads: int = 1,
-             fields: dict[str, float] | None = None, batch: int = BATCH) -> dict[str, dict[str, float]]:
+             fields: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
     """BM25 (Pyserini's k1 = 0.9, b = 0.4) of ``topics`` over ``index_dir`` in a child process:
     ``{qid: {docid: score}}`` with at most ``k`` hits per topic."""
     heap = heap_setting() or default_heap(folder_bytes(index_dir))
@@ -42,7 +44,7 @@ def bm25_run(index_dir: Path, topics: dict[str, str], k: int, threads: int = 1,
             for qid, text in topics.items():
                 f.write(f"{qid}\t{' '.join(text.split())}\n")
         args = ["--index", str(index_dir), "--topics", str(src), "--output", str(out), "--hits", str(k),
-                "--threads", str(threads), "--batch-size", str(batch)]
+                "--threads", str(threads), "--batch-size", str(max(1, HITS_PER_BATCH // max(k, 1)))]
         for field, boost in (fields or {}).items():
             args += ["--field", f"{field}={boost}"]
         proc = subprocess.run(command("diffretriever_pyserini.pyserini_bridge.bm25", *args),
@@ -93,7 +95,7 @@ def main(argv=None) -> None:
     parser.add_argument("--output", required=True, help="qid TAB docid TAB score per line (written atomically)")
     parser.add_argument("--hits", type=int, default=1000, help="hits per topic")
     parser.add_argument("--threads", type=int, default=1, help="search threads")
-    parser.add_argument("--batch-size", type=int, default=BATCH, help="topics per batch_search call")
+    parser.add_argument("--batch-size", type=int, default=16, help="topics per batch_search call")
     parser.add_argument("--field", action="append", default=[], help="FIELD=BOOST (repeat for multifield)")
     args = parser.parse_args(argv)
     fields = {f.split("=")[0]: float(f.split("=")[1]) for f in args.field}

@@ -30,6 +30,14 @@ def _collect(results) -> Run:
 
 
 def dense_searcher(index_dir, query_encoder):
+    """Pyserini's ``FaissSearcher`` over a FAISS folder, its files verified first (:mod:`~.integrity`)."""
+    from diffretriever_pyserini.integrity import check_docid_count, verify_files
+    from diffretriever_pyserini.writers import read_metadata
+
+    meta = read_metadata(index_dir)
+    verify_files(index_dir, meta.get("files"))
+    if meta.get("documents") is not None:
+        check_docid_count(index_dir, int(meta["documents"]))
     prepare_pyserini()
     from pyserini.search.faiss import FaissSearcher
 

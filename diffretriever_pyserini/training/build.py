@@ -13,18 +13,6 @@ from diffretriever_pyserini.training.data import (TrainingExample, beir_train_qr
 log = logging.getLogger(__name__)
 
 
-def bm25_index(cfg) -> Path:
-    """The BM25 flat index of the prepared corpus (built by Pyserini when missing)."""
-    from diffretriever_pyserini.pyserini_bridge.lucene import build_bm25_index, index_is_complete
-    from diffretriever_pyserini.pipeline import step_prepare
-
-    prepared = step_prepare(cfg)
-    index_dir = Path(cfg.work) / "indexes" / prepared.dataset.name / "bm25-flat"
-    if not index_is_complete(index_dir):
-        build_bm25_index(prepared.corpus_dir, index_dir, cfg.threads)
-    return index_dir
-
-
 def mine_bm25_negatives(examples: list[TrainingExample], index_dir: Path, n: int = 1, depth: int = 100,
                         threads: int = 2) -> list[TrainingExample]:
     """Hard negatives from Pyserini BM25 on the same corpus: the n top-ranked documents that are not positives."""
@@ -57,7 +45,7 @@ def build_training_data(cfg, source: str, negatives: int, out: str | None, tevat
         return out_path, write_examples(out_path, examples)  # Tevatron files carry their own hard negatives
     else:
         raise ValueError(f"unknown training source {source!r}")
-    from diffretriever_pyserini.pipeline import step_prepare
+    from diffretriever_pyserini.pipeline import bm25_index, step_prepare
 
     corpus_ids = {d["id"] for d in iter_prepared_corpus(step_prepare(cfg).corpus_dir)}
     examples = keep_known_documents(examples, corpus_ids, f"{dataset.name} ({source})")
