@@ -453,7 +453,9 @@ def _prepare(dataset: BeirDataset, prepared: PreparedDataset, mirror, shard_size
         (tmp / "corpus").mkdir()
         n_docs = n_empty = 0
         out = None
+        judged = {d for rels in qrels.values() for d in rels}
         for doc in iter_corpus(src):
+            judged.discard(doc["id"])
             if n_docs % shard_size == 0:
                 if out:
                     out.close()
@@ -466,6 +468,9 @@ def _prepare(dataset: BeirDataset, prepared: PreparedDataset, mirror, shard_size
             out.close()
         if n_docs == 0:
             raise DatasetError(f"{src}: the corpus is empty")
+        if judged:
+            log.warning("%s: %d judged documents are not in the corpus (e.g. %s); they can never be retrieved",
+                        files[f"qrels/{dataset.split}.tsv"], len(judged), sorted(judged)[:3])
         with open(tmp / "topics.tsv", "w", encoding="utf-8") as f, \
                 open(tmp / "queries.jsonl", "w", encoding="utf-8") as exact:
             for qid in sorted(qrels, key=_natural_key):

@@ -426,7 +426,7 @@ def step_index(cfg: RunConfig) -> Path:
 
     paths = Paths(cfg)
     if not paths.encodings.is_complete():
-        raise FileNotFoundError(f"no complete encodings in {paths.encodings.root}; run the encode step first")
+        raise UserError("no complete encodings here; run the encode step first", paths.encodings.root)
     if not index_is_complete(paths.impact_index):
         build_impact_index(paths.encodings.sparse, paths.impact_index, cfg.threads)
     modes = set(cfg.mode_list())
@@ -448,7 +448,8 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
 
     prepared, paths = step_prepare(cfg), Paths(cfg)
     if not paths.encodings.is_complete() or not index_is_complete(paths.impact_index):
-        raise FileNotFoundError(f"missing encodings or impact index for {cfg.condition}; run encode and index first")
+        raise UserError(f"missing encodings or impact index for {cfg.condition}; run encode and index first",
+                        Path(cfg.work))
     query_encoder = DiffRetrieverQueryEncoder(backbone or cfg.model, batch_size=cfg.batch_size,
                                               **cfg.readout_options("query"), **cfg.backbone_options())
     topics = prepared.query_texts()

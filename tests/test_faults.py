@@ -354,3 +354,17 @@ def test_damaged_index_files_are_named_when_opened(tmp_path):
     _flip(store / "residual_codes.npy", 200, 64)
     with pytest.raises(UserError, match=r"residual_codes.npy: its sha256 differs"):
         compressed.CompressedStore(store, [f"d{i}" for i in range(40)])
+
+
+def test_second_adversarial_round_findings(tmp_path, caplog):
+    """Found by an independent round on tiny folders: each is a warning or a one-line error, never a traceback."""
+    from diffretriever_pyserini.datasets import get_dataset, prepare
+
+    judged_elsewhere = _tiny_beir(tmp_path / "m", {"d2": "astrocytes", "d3": "neurons"})  # qrels judge d1 only
+    prepare(get_dataset("scifact"), tmp_path / "data", mirror=judged_elsewhere)
+    assert "1 judged documents are not in the corpus (e.g. ['d1']); they can never be retrieved" in caplog.text
+    mirror = _tiny_beir(tmp_path / "ok", {"d1": "microglia", "d2": "astrocytes"})
+    common = ["--dataset", "scifact", "--mirror", mirror, "--work", tmp_path / "w", "--runs", tmp_path / "r"]
+    _one_line(_cli("search", *common), "missing encodings or impact index", "run encode and index first")
+    _one_line(_cli("baselines", "--bm25-only", *common, env={"DIFFRETRIEVER_JAVA_HEAP": "lots"}),
+              "DIFFRETRIEVER_JAVA_HEAP='lots': expected a size such as 512m or 4g")

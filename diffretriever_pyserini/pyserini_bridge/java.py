@@ -117,7 +117,9 @@ def heap_setting() -> str | None:
     if not value:
         return None
     if not re.fullmatch(r"\d+[kmg]", value):
-        raise RuntimeError(f"{HEAP_ENV}={value!r}: expected a size such as 512m or 4g")
+        from diffretriever_pyserini.errors import UserError
+
+        raise UserError(f"{HEAP_ENV}={value!r}: expected a size such as 512m or 4g")
     return value
 
 
