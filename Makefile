@@ -41,17 +41,20 @@ SOURCES := setup.cfg setup.py pyproject.toml diffretriever_pyserini_startup.py \
 BEIR_DATASETS := trec-covid nfcorpus nq hotpotqa fiqa arguana webis-touche2020 quora dbpedia-entity scidocs \
 	fever climate-fever scifact msmarco \
 	$(addprefix cqadupstack-,android english gaming gis mathematica physics programmers stats tex unix webmasters wordpress)
+# registry sets that exist only in a local mirror (not downloadable): beir-<name> needs MIRROR
+MIRROR_ONLY_DATASETS := msmarco-dl19-sample
 RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(KQ),--k-q $(KQ)) $(if $(KP),--k-p $(KP)) --device $(DEVICE) --dtype $(DTYPE) --batch-size $(BATCH) \
 	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR)) \
 	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM) --dense-index $(DENSE_INDEX) $(if $(DENOISE),--denoise-steps $(DENOISE))
 
 .PHONY: help install stack stack-numbers test test-legacy demo bench-bm25 bench-k bench-maxsim bench-index bench-scale report baselines anserini-configs paper-configs \
-	paper-check beir-all $(addprefix beir-,$(BEIR_DATASETS))
+	paper-check beir-all $(addprefix beir-,$(BEIR_DATASETS) $(MIRROR_ONLY_DATASETS))
 
 help: ## show this help
 	@echo "diffretriever-pyserini targets:"
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo "  beir-<name>    one BEIR dataset end to end; names: $(BEIR_DATASETS)"
+	@echo "                 (with MIRROR only: $(MIRROR_ONLY_DATASETS))"
 	@echo
 	@echo "variables (current value):"
 	@echo "  MIRROR=$(MIRROR)  BEIR mirror folder (default \$$BEIR_MIRROR; empty = official download, checksummed)"
@@ -128,7 +131,7 @@ paper-check: $(STAMP) ## released CHECKPOINT on DATASET vs the paper: OK / OKish
 		$(if $(MODEL:minilm=),--model $(MODEL)) $(if $(ADAPTER),--adapter $(ADAPTER)) --device $(DEVICE) \
 		--dtype $(DTYPE) --batch-size $(BATCH) $(if $(MIRROR),--mirror $(MIRROR)) --work $(RUNS)/work --runs $(RUNS)
 
-$(addprefix beir-,$(BEIR_DATASETS)): beir-%: $(STAMP)
+$(addprefix beir-,$(BEIR_DATASETS) $(MIRROR_ONLY_DATASETS)): beir-%: $(STAMP)
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini run --dataset $* $(RUN_OPTS)
 
 beir-all: $(addprefix beir-,$(BEIR_DATASETS)) ## every BEIR dataset of the registry, one after another
