@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from diffretriever_pyserini.modes import MODE_TABLE
+
 from diffretriever_pyserini.datasets import DATASETS
 
 RESULTS_FILE = "paper-results.yaml"
@@ -23,8 +25,8 @@ PAPER_PRECISION = 3
 PAPER_OKISH = 0.005
 METRIC_NAMES = {"ndcg_cut_10": "nDCG@10", "recip_rank_10": "MRR@10", "recall_100": "R@100",
                 "recall_1000": "R@1000"}
-MODE_NAMES = {"dense": "single_dense", "multi_dense": "multi_dense", "sparse": "sparse_max",
-              "hybrid": "fusion_single_sparse_max", "hybrid-multi": "fusion_multi_sparse_max"}
+MODE_NAMES = {m.name: m.paper for m in MODE_TABLE.values() if m.paper}
+"""Our run file stem -> the paper's mode name (the modes the paper reports)."""
 
 
 def published() -> dict:

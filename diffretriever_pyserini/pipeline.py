@@ -21,22 +21,15 @@ from diffretriever_pyserini.datasets import get_dataset, iter_prepared_corpus, p
 from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.evaluation import evaluate_run_file
 from diffretriever_pyserini.limits import MAX_K
-from diffretriever_pyserini.fusion import FUSION_DEPTH, FUSION_WEIGHTS, normalized_fusion, reciprocal_rank_fusion
+from diffretriever_pyserini.maxsim import METHODS, MaxSimOptions, get_method
+from diffretriever_pyserini.modes import (MODE_TABLE, MODES, Fusing, first_stage_needed, get_mode,
+                                          reads_dense_index, reads_maxsim)
 from diffretriever_pyserini.multivector import DEFAULT_DEPTH
 from diffretriever_pyserini.runs import write_run
 from diffretriever_pyserini.writers import exclusive, read_metadata
 
 log = logging.getLogger(__name__)
 
-MODES = {  # run file stem -> what it is (the paper's mode names in brackets)
-    "dense": "single_dense: mean of the K vectors, FaissSearcher",
-    "sparse": "max-pooled impacts, LuceneImpactSearcher",
-    "hybrid": "fusion_single_sparse_max: min-max 0.5/0.5 of dense and sparse",
-    "hybrid-pyserini": "Pyserini HybridSearcher over dense and sparse",
-    "rrf": "reciprocal rank fusion (k=60) of dense and sparse",
-    "multi_dense": "MaxSim over the K_q x K_p vectors",
-    "hybrid-multi": "fusion_multi_sparse_max: min-max 0.5/0.5 of multi_dense and sparse",
-}
 
 
 @dataclass(frozen=True)
@@ -89,7 +82,7 @@ class RunConfig:
     sparse_zero_fill: bool = field(default=False, metadata={
         "help": "when fusing, count a sparse list shorter than --hits as padded with zero-score documents (min 0), "
                 "as the reference's brute-force sparse scoring returns; Lucene returns matching documents only"})
-    maxsim: str = field(default="exact", metadata={"choices": ("exact", "candidates", "compressed"),
+    maxsim: str = field(default="exact", metadata={"choices": tuple(METHODS),
         "help": "multi_dense search: exact (blocked brute force over the float K vectors, as the reference scores), "
                 "candidates (FAISS float rows + exact re-scoring) or compressed (an anchor per passage in a 4-bit "
                 "IVF index + a 4-bit product-quantized residual per vector, about 9x smaller than float16 at 384 "
@@ -174,7 +167,7 @@ class RunConfig:
         unknown = [m for m in modes if m not in MODES]
         if unknown:
             raise UserError(f"unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
-        return modes
+        return [get_mode(m).name for m in modes]
 
     def resolved(self) -> "RunConfig":
         """Unset K, lengths and denoising steps filled from a fine-tuned model's ``retriever_config.json``, else
@@ -219,13 +212,18 @@ class RunConfig:
 
     def _check_consistent(self) -> None:
         """Refuse index options that no selected mode uses (the run would be named after an index it never read)."""
-        modes = set(self.mode_list())
-        if self.dense_index != "flat" and not modes & {"dense", "hybrid", "hybrid-pyserini", "rrf"}:
-            raise UserError(f"--dense-index {self.dense_index} is only read by the dense modes (dense, hybrid, "
-                            f"hybrid-pyserini, rrf), and --modes {self.modes} has none of them")
-        if self.maxsim != "exact" and not modes & {"multi_dense", "hybrid-multi"}:
-            raise UserError(f"--maxsim {self.maxsim} is only read by multi_dense and hybrid-multi, and --modes "
-                            f"{self.modes} has neither")
+        modes = self.mode_list()
+        if self.dense_index != "flat" and not reads_dense_index(modes):
+            raise UserError(f"--dense-index {self.dense_index} is only read by modes that search the dense list "
+                            f"({', '.join(m for m in MODES if reads_dense_index([m]))}), and --modes {self.modes} "
+                            "has none of them")
+        if self.maxsim != "exact" and not reads_maxsim(modes):
+            readers = " and ".join(m for m in MODES if reads_maxsim([m]))
+            raise UserError(f"--maxsim {self.maxsim} is only read by {readers}, and --modes {self.modes} has neither")
+
+    def maxsim_options(self) -> MaxSimOptions:
+        """The options of the ``--maxsim`` method."""
+        return MaxSimOptions(self.depth, self.maxsim_nprobe, self.maxsim_ndocs, self.maxsim_rerank)
 
     def backbone_options(self) -> dict:
         """Keyword arguments for ``load_backbone``."""
@@ -292,19 +290,11 @@ def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str
     store = mv.MultiVectorStore.open(paths.encodings.dense)
     queries = {qid: query_encoder.kvectors(text) for qid, text in topics.items()}
     depth = cfg.hits + 1 if cfg.remove_self_hits else cfg.hits
+    method = get_method(cfg.maxsim)
+    run = method.search(store, paths.encodings.dense, queries, depth, cfg.maxsim_options())
     if cfg.maxsim == "exact":
-        return finish_run(mv.exact_search(store, queries, depth), cfg.hits, cfg.remove_self_hits)
-    if cfg.maxsim == "candidates":
-        if not (paths.encodings.dense / "rows" / "manifest.json").is_file():
-            mv.build_row_index(paths.encodings.dense)
-        report = {"method": "candidates", "depth": cfg.depth, "nprobe": mv.DEFAULT_NPROBE}
-        run = mv.candidate_search(store, mv.RowIndex(paths.encodings.dense), queries, depth, cfg.depth)
-    else:
-        folder = compressed.build_store(paths.encodings.dense)
-        packed = compressed.CompressedStore(folder, store.docids, exact=store.vectors)
-        report = {"method": "compressed", **_maxsim_description(cfg, paths)}
-        run = compressed.compressed_search(packed, queries, depth, cfg.maxsim_nprobe, cfg.maxsim_ndocs,
-                                           cfg.maxsim_rerank)
+        return finish_run(run, cfg.hits, cfg.remove_self_hits)
+    report = {"method": cfg.maxsim, **_maxsim_description(cfg, paths)}
     run = finish_run(run, cfg.hits, cfg.remove_self_hits)
     if cfg.maxsim_check > 0:
         checked = dict(list(queries.items())[: cfg.maxsim_check])
@@ -429,11 +419,12 @@ def step_index(cfg: RunConfig) -> Path:
         raise UserError("no complete encodings here; run the encode step first", paths.encodings.root)
     if not index_is_complete(paths.impact_index):
         build_impact_index(paths.encodings.sparse, paths.impact_index, cfg.threads)
-    modes = set(cfg.mode_list())
-    if cfg.dense_index != "flat" and modes & {"dense", "hybrid", "hybrid-pyserini", "rrf"}:
+    modes = cfg.mode_list()
+    if cfg.dense_index != "flat" and reads_dense_index(modes):
         build_dense_index(paths.encodings.dense, cfg.dense_index)
-    if cfg.maxsim == "compressed" and modes & {"multi_dense", "hybrid-multi"}:
-        compressed.build_store(paths.encodings.dense)
+    build = get_method(cfg.maxsim).build
+    if build is not None and reads_maxsim(modes):
+        build(paths.encodings.dense)
     return paths.impact_index
 
 
@@ -443,8 +434,7 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
     from diffretriever_pyserini.dense_index import build_dense_index, describe
     from diffretriever_pyserini.pyserini_bridge.encoders import DiffRetrieverQueryEncoder
     from diffretriever_pyserini.pyserini_bridge.lucene import index_is_complete
-    from diffretriever_pyserini.pyserini_bridge.search import (dense_searcher, hybrid_search, impact_searcher,
-                                                              search_topics)
+    from diffretriever_pyserini.pyserini_bridge.search import dense_searcher, impact_searcher, search_topics
 
     prepared, paths = step_prepare(cfg), Paths(cfg)
     if not paths.encodings.is_complete() or not index_is_complete(paths.impact_index):
@@ -458,28 +448,15 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
     dense = dense_searcher(dense_folder, query_encoder)
     sparse = impact_searcher(paths.impact_index, query_encoder.sparse)
     rq, modes = cfg.remove_self_hits, cfg.mode_list()
-    runs: dict[str, dict] = {}
-    need = set(modes)
-    if need & {"dense", "hybrid", "hybrid-pyserini", "rrf"}:
-        runs["dense"] = search_topics(dense, topics, cfg.hits, rq, cfg.threads)
-    if need & {"sparse", "hybrid", "hybrid-pyserini", "rrf", "hybrid-multi"}:
-        runs["sparse"] = search_topics(sparse, topics, cfg.hits, rq, cfg.threads)
-    if need & {"multi_dense", "hybrid-multi"}:
-        runs["multi_dense"] = _multi_dense(cfg, paths, query_encoder, topics)
-    # --sparse-zero-fill: the reference scores every document, so a short Lucene list stands for one padded with
-    # zero-score documents (its min-max minimum is 0)
-    docs = json.loads((prepared.root / "dataset.json").read_text())["documents"]
-    padded = {"pad_to": min(FUSION_DEPTH, docs)} if cfg.sparse_zero_fill else {}
-    if "hybrid" in need:
-        runs["hybrid"] = normalized_fusion([runs["dense"], runs["sparse"]], FUSION_WEIGHTS, FUSION_DEPTH,
-                                           zero_floor=(False, cfg.sparse_zero_fill), **padded)
-    if "hybrid-multi" in need:
-        runs["hybrid-multi"] = normalized_fusion([runs["multi_dense"], runs["sparse"]], FUSION_WEIGHTS, FUSION_DEPTH,
-                                                 zero_floor=(False, cfg.sparse_zero_fill), **padded)
-    if "rrf" in need:
-        runs["rrf"] = reciprocal_rank_fusion([runs["dense"], runs["sparse"]])
-    if "hybrid-pyserini" in need:
-        runs["hybrid-pyserini"] = hybrid_search(dense, sparse, topics, cfg.hits, remove_query=rq)
+    first = {"dense": lambda: search_topics(dense, topics, cfg.hits, rq, cfg.threads),
+             "sparse": lambda: search_topics(sparse, topics, cfg.hits, rq, cfg.threads),
+             "multi_dense": lambda: _multi_dense(cfg, paths, query_encoder, topics)}
+    runs: dict[str, dict] = {stage: first[stage]() for stage in first_stage_needed(modes)}
+    fusing = Fusing(runs, topics, cfg.hits, rq, cfg.sparse_zero_fill,
+                    json.loads((prepared.root / "dataset.json").read_text())["documents"], dense, sparse)
+    for name in modes:
+        if get_mode(name).combine is not None:
+            runs[name] = get_mode(name).combine(fusing)
     runs = {m: runs[m] for m in modes}
     records = {}
     for name, run in runs.items():
@@ -491,26 +468,22 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
               "modes": {m: MODES[m] for m in runs},
               "indexes": {"dense": {"folder": str(dense_folder), **describe(dense_folder)},
                           "multi_dense": _maxsim_description(cfg, paths)},
-              "fusion": {"hybrid": f"min-max of each top-{FUSION_DEPTH}, weights (dense, sparse) {FUSION_WEIGHTS}, "
-                                   "missing = 0, an all-equal list = 0"
-                                   + (", a short sparse list padded with zeros" if cfg.sparse_zero_fill else ""),
-                         "hybrid-pyserini": "HybridSearcher alpha=1.0 normalization=True", "rrf": "k = 60"},
+              "fusion": _fusion_rules(cfg),
               "differences_from_reference": deliberate_differences(cfg, paths.dataset)}
     (paths.run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     return records
 
 
+def _fusion_rules(cfg: RunConfig) -> dict[str, str]:
+    """How each combining mode fuses (config.json), from the mode table."""
+    zero = ", a short sparse list padded with zeros" if cfg.sparse_zero_fill else ""
+    return {m.name: m.fusion_rule + (zero if m.name == "hybrid" else "") for m in MODE_TABLE.values()
+            if m.fusion_rule}
+
+
 def _maxsim_description(cfg: RunConfig, paths: Paths) -> dict:
     """How the multi_dense run was searched (config.json)."""
-    if cfg.maxsim == "exact":
-        return {"search": "exact", "store": str(paths.encodings.dense / "kvectors.npy")}
-    if cfg.maxsim == "candidates":
-        return {"search": "candidates", "depth": cfg.depth, "row_index": str(paths.encodings.dense / "rows")}
-    manifest = paths.encodings.dense / compressed.FOLDER / "manifest.json"
-    built = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    return {"search": "compressed", "store": str(manifest.parent), **built,
-            "nprobe": cfg.maxsim_nprobe or built.get("nprobe"), "ndocs": cfg.maxsim_ndocs,
-            "rerank": cfg.maxsim_rerank}
+    return get_method(cfg.maxsim).describe(paths.encodings.dense, cfg.maxsim_options())
 
 
 def deliberate_differences(cfg: RunConfig, dataset) -> dict:

@@ -100,7 +100,9 @@ def hybrid_search(dense, sparse, topics: dict[str, str], k: int = 1000, alpha: f
             run[qid] = _fused(dense, sparse, qid, text, k, alpha, normalization, remove_query=True)
             continue
         try:
-            hits = searcher.search(text, k0=depth, k=depth, alpha=alpha, normalization=normalization)
+            # k = 2 x depth keeps every fused document: Pyserini cuts its sorted list at k with ties in set order
+            # (which changes with PYTHONHASHSEED); finish_run cuts ours with ties broken by docid
+            hits = searcher.search(text, k0=depth, k=2 * depth, alpha=alpha, normalization=normalization)
             run[qid] = {h.docid: float(h.score) for h in hits}
         except ZeroDivisionError:
             degenerate += 1
