@@ -35,7 +35,7 @@ CQADUPSTACK_FORUMS = (
     "programmers", "stats", "tex", "unix", "webmasters", "wordpress",
 )
 DOC_SEPARATOR = ". "
-"""Document text = title + DOC_SEPARATOR + text (REFERENCE.md section 3)."""
+"""Document text = title + DOC_SEPARATOR + text (as the authors' code joins a BEIR document)."""
 PREPARE_FORMAT = 2
 """Version of the prepared layout; a prepared folder of another version is prepared again (2: contents joined
 without stripping title and text, and queries.jsonl with the exact query texts, as the reference reads them)."""
@@ -80,7 +80,7 @@ class BeirDataset:
 
 
 def _registry() -> dict[str, BeirDataset]:
-    plain = {  # name: md5 of the official zip (REFERENCE.md section 8)
+    plain = {  # name: md5 of the official BEIR zip
         "trec-covid": "ce62140cb23feb9becf6270d0d1fe6d1",
         "nfcorpus": "a89dba18a62ef92f7d323ec890a0d38d",
         "nq": "d4d3d2e48787a744b6f6e691ff534307",
@@ -132,14 +132,6 @@ def get_dataset(name: str) -> BeirDataset:
 # --------------------------------------------------------------------------- sources: mirror or download
 
 
-def _digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def download_archive(dataset: BeirDataset, cache_dir: Path, base_url: str | None = None) -> Path:
     """Download ``<archive>.zip``, verify its checksums, extract it safely; return the extracted root.
 
@@ -165,8 +157,10 @@ def download_archive(dataset: BeirDataset, cache_dir: Path, base_url: str | None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             raise DatasetError(f"download failed: {getattr(exc, 'reason', exc)}; nothing was kept (set BEIR_MIRROR "
                                "to a local copy)", url) from exc
+        from diffretriever_pyserini.writers import file_checksum
+
         for algorithm, expected in (("md5", dataset.md5), ("sha256", dataset.sha256)):
-            if expected and _digest(zip_path, algorithm) != expected:
+            if expected and file_checksum([zip_path], algorithm) != expected:
                 raise DatasetError(f"checksum mismatch for {url}: {algorithm} is not {expected}; nothing was kept")
         extract_to = Path(tmp) / "extract"
         if not zipfile.is_zipfile(zip_path):
@@ -285,7 +279,7 @@ def document_text(title: str, text: str) -> str:
     return title or text
 
 
-def read_qrels(folder: Path, split: str) -> dict[str, dict[str, int]]:
+def read_beir_qrels(folder: Path, split: str) -> dict[str, dict[str, int]]:
     """BEIR ``qrels/<split>.tsv`` (header ``query-id corpus-id score``) as ``{qid: {docid: rel}}``."""
     path = folder / "qrels" / f"{split}.tsv"
     if not path.is_file():
@@ -438,7 +432,7 @@ def _prepare(dataset: BeirDataset, prepared: PreparedDataset, mirror, shard_size
                if made.get("format") != PREPARE_FORMAT else f"from other source files than {src}")
         log.warning("%s in %s was prepared %s; preparing it again", dataset.name, prepared.root, why)
     verdicts = verify_sources(dataset, files)
-    qrels = read_qrels(src, dataset.split)
+    qrels = read_beir_qrels(src, dataset.split)
     queries = read_queries(src)
     missing = sorted(set(qrels) - set(queries))
     if missing:

@@ -67,7 +67,7 @@ def _flat_vectors(dense_dir: Path):
 def _quick_pq_training(pq) -> None:
     """k-means of each sub-quantizer on at most 39 points per centroid (FAISS's own minimum), 10 iterations: at
     Dream's 896 sub-quantizers FAISS's defaults (256 points, 25 iterations) take many minutes on a CPU for little
-    gain (at 3,584 dimensions here: 101 s on 64 points per centroid, 70 s on 39)."""
+    gain (``make bench-index`` times the build)."""
     pq.cp.max_points_per_centroid = FAISS_MIN_POINTS
     pq.cp.niter = 10
     pq.cp.min_points_per_centroid = 1  # a small sample is said once by write_index, not once per sub-quantizer

@@ -1,4 +1,4 @@
-"""Content words of a text: the vocabulary the sparse readout may weight (REFERENCE.md section 4).
+"""Content words of a text: the vocabulary the sparse readout may weight (as the authors' released code selects it).
 
 The reference (and PromptReps) lower-cases the text, splits it with NLTK's ``word_tokenize`` (Punkt sentence
 splitting, then NLTK's improved Treebank word tokenizer), and drops NLTK's English stopwords and single punctuation

@@ -1,6 +1,6 @@
 """Multi-vector (MaxSim) dense retrieval: K_q query vectors against K_p passage vectors per document.
 
-score(q, p) = sum_i max(0, max_j <q_i, p_j>)   (REFERENCE.md section 4; ColBERT-style, each max clamped at 0)
+score(q, p) = sum_i max(0, max_j <q_i, p_j>)   (arXiv 2605.07210; ColBERT-style, each max clamped at 0)
 
 Storage: the encoder's ``kvectors.npy`` (N, K_p, H), written streaming in float32 or float16 (memory bounded by the
 batch), is the exact store; :func:`build_row_index` adds a FAISS index over its non-zero rows with a ``docid`` file

@@ -82,9 +82,9 @@ def write_paper_configs(folder: Path) -> list[Path]:
 
 def paper_status(measured: float, expected: float) -> str:
     """OK (rounds to the published value), OKish (within 0.005), FAIL."""
-    if round(measured, PAPER_PRECISION) == round(expected, PAPER_PRECISION):
-        return "OK"
-    return "OKish" if abs(measured - expected) <= PAPER_OKISH + 1e-12 else "FAIL"
+    from diffretriever_pyserini.anserini import status
+
+    return status(measured, expected, PAPER_PRECISION, PAPER_OKISH)
 
 
 def run_config_for(config: dict, **overrides):

@@ -25,7 +25,7 @@ from diffretriever_pyserini.maxsim import METHODS, MaxSimOptions, get_method
 from diffretriever_pyserini.modes import (MODE_TABLE, MODES, Fusing, first_stage_needed, get_mode,
                                           reads_dense_index, reads_maxsim)
 from diffretriever_pyserini.multivector import DEFAULT_DEPTH
-from diffretriever_pyserini.runs import write_run
+from diffretriever_pyserini.runs import search_depth, write_run
 from diffretriever_pyserini.writers import exclusive, read_metadata
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str
 
     store = mv.MultiVectorStore.open(paths.encodings.dense)
     queries = {qid: query_encoder.kvectors(text) for qid, text in topics.items()}
-    depth = cfg.hits + 1 if cfg.remove_self_hits else cfg.hits
+    depth = search_depth(cfg.hits, cfg.remove_self_hits)
     method = get_method(cfg.maxsim)
     run = method.search(store, paths.encodings.dense, queries, depth, cfg.maxsim_options())
     if cfg.maxsim == "exact":

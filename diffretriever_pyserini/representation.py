@@ -1,4 +1,4 @@
-"""The K-mask readout as small pure functions (REFERENCE.md sections 3-4), faithful to the authors' released code.
+"""The K-mask readout as small pure functions (arXiv 2605.07210), faithful to the authors' released code.
 
 Shapes: B texts in a batch, L padded length, K masks, H hidden size, V vocabulary size, T kept terms per position.
 Nothing here knows which backbone produced the tensors; :class:`KMaskReader` at the bottom composes the steps

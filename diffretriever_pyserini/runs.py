@@ -121,6 +121,12 @@ def read_run(path: str | os.PathLike) -> Run:
     return run
 
 
+def search_depth(k: int, remove_query: bool) -> int:
+    """Hits to ask a searcher for so that ``k`` remain once a self hit is dropped: one more when self hits are
+    removed (a query's own document can take at most one place)."""
+    return k + 1 if remove_query else k
+
+
 def remove_self_hits(run: Run) -> Run:
     """Drop every hit whose docid equals its query id (ArguAna, Quora; Pyserini's ``--remove-query``)."""
     return {qid: {d: s for d, s in hits.items() if d != qid} for qid, hits in run.items()}

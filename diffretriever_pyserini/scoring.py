@@ -1,4 +1,4 @@
-"""Scoring modes of the paper as pure functions (REFERENCE.md section 4).
+"""Scoring modes of the paper as pure functions (arXiv 2605.07210).
 
 - single_dense: inner product of single vectors (mean of the kept normalised K vectors);
 - multi_dense: MaxSim, sum over query vectors of max over passage vectors, each max clamped at 0 (ColBERT);

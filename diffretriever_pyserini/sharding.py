@@ -26,7 +26,7 @@ import numpy as np
 from diffretriever_pyserini.encoding import EncodeOutputs, encode_corpus
 from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.writers import (AtomicDir, describe_files, exclusive, file_checksum, read_metadata,
-                                            write_metadata)
+                                            write_metadata, write_npy_header)
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +234,7 @@ def merge_shards(jobs: list[ShardJob], outputs: EncodeOutputs) -> EncodeOutputs:
         faiss.write_index(index, str(tmp / "index"))
         shape = (sum(a.shape[0] for a in arrays), *arrays[0].shape[1:])
         with open(tmp / "kvectors.npy", "wb") as f:
-            np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(arrays[0].dtype),
-                                                     "fortran_order": False, "shape": shape})
+            write_npy_header(f, shape, arrays[0].dtype)
             for a in arrays:
                 for s in range(0, a.shape[0], 4096):
                     f.write(np.ascontiguousarray(a[s:s + 4096]).tobytes())

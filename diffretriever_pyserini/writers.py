@@ -144,9 +144,10 @@ def read_metadata(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def file_checksum(paths) -> str:
-    """sha256 over the bytes of ``paths`` in the given order (the corpus checksum in metadata)."""
-    h = hashlib.sha256()
+def file_checksum(paths, algorithm: str = "sha256") -> str:
+    """The ``algorithm`` digest (sha256, md5, ...) over the bytes of ``paths`` in the given order (the corpus
+    checksum in metadata, a download's checksum)."""
+    h = hashlib.new(algorithm)
     for path in paths:
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -262,11 +263,16 @@ class FaissWriter:
         return self._dir.__exit__(exc_type, exc, tb)
 
 
+def write_npy_header(f, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """The .npy header of a C-ordered little-endian ``shape`` array of ``dtype``; its bytes are streamed after it."""
+    np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype).newbyteorder("<")),
+                                             "fortran_order": False, "shape": tuple(shape)})
+
+
 def _raw_to_npy(raw: Path, out: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
     """Prefix raw little-endian bytes with an .npy header (streamed, no copy in memory)."""
     with open(out, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(dtype.newbyteorder("<")),
-                                                 "fortran_order": False, "shape": shape})
+        write_npy_header(f, shape, dtype)
         with open(raw, "rb") as r:
             shutil.copyfileobj(r, f, 1 << 20)
     raw.unlink()

@@ -173,11 +173,11 @@ def test_qrels_evaluation_errors(tmp_path):
     bad.write_text("q1 0 d1 1\nq1 0 d2 high\n")
     assert_one_line_error(run_cli("evaluate", "--run", run, "--qrels", bad), "bad.qrels:2", "not an integer")
     # a BEIR qrels file with a byte-order mark: the header is still recognised
-    from diffretriever_pyserini.datasets import read_qrels
+    from diffretriever_pyserini.datasets import read_beir_qrels
 
     (tmp_path / "b" / "qrels").mkdir(parents=True)
     (tmp_path / "b" / "qrels" / "test.tsv").write_text("\ufeffquery-id\tcorpus-id\tscore\nq1\td1\t1\n")
-    assert read_qrels(tmp_path / "b", "test") == {"q1": {"d1": 1}}
+    assert read_beir_qrels(tmp_path / "b", "test") == {"q1": {"d1": 1}}
 
 
 def test_non_finite_scores_are_never_written_or_passed(tmp_path):

@@ -16,8 +16,8 @@ BRIDGE = f"{PACKAGE}.pyserini_bridge"
 # Modules kept only so that old import paths work for one release (they re-export the bridge).
 DEPRECATED = {f"{PACKAGE}.{m}" for m in ("search", "indexing", "java", "pyserini_plugin")}
 # What may use the bridge: the orchestration layer above it (and the public alias ``encoders``).
-USERS_OF_THE_BRIDGE = {f"{PACKAGE}.{m}" for m in ("pipeline", "cli", "anserini", "paper", "report", "encoders",
-                                                  "training.build", "training.budget", "training.data")}
+USERS_OF_THE_BRIDGE = {f"{PACKAGE}.{m}" for m in ("pipeline", "cli", "anserini", "paper", "report", "encoders", "modes",
+                                                  "training.build", "training.budget")}
 # Core modules whose code must never reach Pyserini, pyjnius or the bridge, even lazily.
 CORE = {f"{PACKAGE}.{m}" for m in ("readers", "representation", "encoding", "sharding", "writers", "datasets",
                                    "training.trainer", "training.losses", "multivector", "compressed",

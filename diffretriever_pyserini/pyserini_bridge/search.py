@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from diffretriever_pyserini.fusion import pyserini_hybrid
 from diffretriever_pyserini.pyserini_bridge.hook import prepare_pyserini
-from diffretriever_pyserini.runs import Run, ranked, remove_self_hits
+from diffretriever_pyserini.runs import Run, ranked, remove_self_hits, search_depth
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def search_topics(searcher, topics: dict[str, str], k: int = 1000, remove_query:
                   threads: int = 1, **search_options) -> Run:
     """Batch search with any Pyserini searcher exposing ``batch_search(queries, qids, k, threads)``."""
     qids = list(topics)
-    depth = k + 1 if remove_query else k
+    depth = search_depth(k, remove_query)
     results = searcher.batch_search([topics[q] for q in qids], qids, k=depth, threads=threads, **search_options)
     return finish_run(_collect(results), k, remove_query)
 
@@ -75,7 +75,7 @@ def bm25_search(index_dir, topics: dict[str, str], k: int = 1000, remove_query: 
     (:mod:`.bm25`)."""
     from diffretriever_pyserini.pyserini_bridge.bm25 import bm25_run
 
-    depth = k + 1 if remove_query else k
+    depth = search_depth(k, remove_query)
     return finish_run(bm25_run(index_dir, topics, depth, threads, fields), k, remove_query)
 
 
@@ -92,7 +92,7 @@ def hybrid_search(dense, sparse, topics: dict[str, str], k: int = 1000, alpha: f
     from pyserini.search.hybrid import HybridSearcher
 
     searcher = HybridSearcher(dense, sparse)
-    depth = k + 1 if remove_query else k
+    depth = search_depth(k, remove_query)
     run: Run = {}
     degenerate = 0
     for qid, text in tqdm(topics.items(), desc="hybrid search", unit="q", mininterval=2.0):
@@ -117,7 +117,7 @@ def _fused(dense, sparse, qid: str, text: str, k: int, alpha: float, normalizati
            remove_query: bool) -> dict[str, float]:
     """Pyserini's hybrid rule on one query's dense and sparse lists, each cut to its top ``k`` after its self hit
     is dropped (``remove_query``), as the lists the ``hybrid`` mode fuses."""
-    depth = k + 1 if remove_query else k
+    depth = search_depth(k, remove_query)
     lists = [finish_run({qid: {h.docid: float(h.score) for h in s.search(text, depth)}}, k, remove_query)
              for s in (dense, sparse)]
     return pyserini_hybrid(lists[0], lists[1], alpha, normalization)[qid]

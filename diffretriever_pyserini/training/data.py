@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from diffretriever_pyserini.datasets import (DatasetError, document_text, read_jsonl, read_qrels, read_queries,
+from diffretriever_pyserini.datasets import (DatasetError, document_text, read_beir_qrels, read_jsonl, read_queries,
                                              record_id)
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def scifact_training_claims(folder: Path, test_split: str = "test") -> list[Trai
 
     Never returns a test claim (the official SciFact files give 505 claims, 564 claim-document pairs).
     """
-    test = set(read_qrels(folder, test_split))
+    test = set(read_beir_qrels(folder, test_split))
     examples = []
     path = next(p for p in (folder / "queries.jsonl", folder / "queries.jsonl.gz") if p.exists())
     for lineno, obj in read_jsonl(path):
@@ -85,7 +85,7 @@ def scifact_training_claims(folder: Path, test_split: str = "test") -> list[Trai
 def beir_train_qrels(folder: Path, split: str = "train") -> list[TrainingExample]:
     """Examples from a BEIR dataset's ``qrels/train.tsv`` (relevance > 0 are positives); judged queries without
     text are counted and left out."""
-    qrels = read_qrels(folder, split)
+    qrels = read_beir_qrels(folder, split)
     queries = read_queries(folder)
     textless = sorted(q for q in qrels if q not in queries)
     if textless:

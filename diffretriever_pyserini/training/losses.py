@@ -1,4 +1,4 @@
-"""The fine-tuning objective (REFERENCE.md section 5) as pure tensor functions.
+"""The fine-tuning objective (the paper's contrastive objective, arXiv 2605.07210) as pure tensor functions.
 
 loss = CE(MaxSim(q, p) / K_q / tau) + sparse_weight * CE(<s_q, s_p>)   (training MaxSim not clamped at 0)
 

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning of the K-mask readout (REFERENCE.md section 5), resumable, on CPU or GPUs.
+"""Supervised fine-tuning of the K-mask readout (the paper's fine-tuning, arXiv 2605.07210), resumable, on CPU or GPUs.
 
 Full fine-tuning for small backbones, LoRA (peft) for large ones; warmup + cosine schedule, weight decay, gradient
 clipping, bf16 autocast (GPUs, CPUs with native bf16), optional gradient checkpointing and dropout override; in-batch
@@ -54,7 +54,7 @@ RECIPES: dict[str, dict] = {
 }
 """Fine-tuning recipes (every field TrainConfig leaves unset).
 
-``paper``: the reference's (REFERENCE.md section 5, ``scripts/train_diffretriever.py`` as run for the paper): global
+``paper``: the reference's (the authors' ``scripts/train_diffretriever.py`` as run for the paper): global
 batch 128 queries, 15 hard negatives shuffled per query, 1 epoch, lr 1e-4, warmup 6 %, cosine, weight decay 0.01,
 clip 1.0, tau 0.01, sparse weight 1.0, LoRA r 16 / alpha 64 / dropout 0.05, bf16, texts cut to 32 (query) and 156
 (passage) tokens with the prompt, masks and tail on top, training MaxSim not clamped at 0, the loss scaled by the
