@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diffretriever_pyserini.backbones.families import END_OF_TURN_TOKENS, FAMILY_RECORDS, LLADA_EOT_ID
 from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.limits import MAX_DENOISE_STEPS, MAX_K, MAX_TAIL
 
@@ -23,12 +24,10 @@ log = logging.getLogger(__name__)
 RETRIEVER_CONFIG = "retriever_config.json"
 LEGACY_READOUT_FILE = "diffretriever.json"
 """What this project wrote before it wrote retriever_config.json (K, lengths, top-k); still read."""
-MODEL_TYPE_FAMILIES = {"dream": "dream", "llada": "llada", "llada1": "llada", "llada15": "llada",
-                       "masked_lm": "masked_lm", "autoregressive": "autoregressive"}
+MODEL_TYPE_FAMILIES = {t: f.name for f in FAMILY_RECORDS.values() for t in f.retriever_model_types}
 """retriever_config.json ``model_type`` (the reference's backbone adapters, or this project's family) -> family."""
-TRAINED_EOT_FALLBACK = 126348
-"""The reference's fine-tuned tail falls back to id 126348 (LLaDA-8B's ``<|eot_id|>``) when no end-of-turn token
-is found in the tokenizer."""
+TRAINED_EOT_FALLBACK = LLADA_EOT_ID
+"""The reference's fine-tuned tail falls back to LLaDA-8B's ``<|eot_id|>`` id when no end-of-turn token is found."""
 
 
 class FineTunedError(UserError):
@@ -219,11 +218,9 @@ def trained_tail_ids(backbone, n_tail: int) -> list[int]:
     tail = [quote[0] if len(quote) == 1 else eos]
     from diffretriever_pyserini.backbones.checkpoint import token_id
 
-    eot = token_id(tok, "<|im_end|>")
-    if eot is None or eot == eos:
-        eot = token_id(tok, "<|eot_id|>")
-        if eot is None or eot == eos:
-            eot = TRAINED_EOT_FALLBACK if TRAINED_EOT_FALLBACK != eos else None
+    eot = next((i for i in (token_id(tok, t) for t in END_OF_TURN_TOKENS) if i is not None and i != eos), None)
+    if eot is None:
+        eot = TRAINED_EOT_FALLBACK if TRAINED_EOT_FALLBACK != eos else None
     if eot is not None:
         if eot >= backbone.vocab_size:
             raise FineTunedError(f"{backbone.source}: no end-of-turn token in the tokenizer and the reference's "

@@ -63,3 +63,20 @@ def test_maxsim_methods_agree_with_exact_search(tmp_path):
         assert method.describe(dense, options)["search"] == name
     with pytest.raises(ValueError, match="unknown MaxSim method 'ivf'.*maxsim.py"):
         maxsim.get_method("ivf")
+
+
+def test_one_record_per_backbone_family():
+    from diffretriever_pyserini.backbones import FAMILIES, MODEL_TYPES
+    from diffretriever_pyserini.backbones.families import FAMILY_RECORDS, LLADA_EOT_ID, get_family
+    from diffretriever_pyserini.finetuned import MODEL_TYPE_FAMILIES
+    from diffretriever_pyserini.training.trainer import LORA_TARGETS, default_recipe
+
+    assert set(FAMILIES) == set(FAMILY_RECORDS) == set(LORA_TARGETS) == set(MODEL_TYPE_FAMILIES.values())
+    assert MODEL_TYPES["qwen2"] == "autoregressive" and MODEL_TYPES["bert"] == "masked_lm"
+    assert MODEL_TYPE_FAMILIES["llada15"] == "llada"
+    for name, family in FAMILY_RECORDS.items():
+        assert family.backbone_class().family == name  # the loader builds this family's backbone
+        assert default_recipe(name) == family.recipe
+    assert get_family("llada").end_of_turn_fallback == LLADA_EOT_ID == 126348
+    with pytest.raises(ValueError, match="unknown backbone family 'mamba'.*families.py"):
+        get_family("mamba")

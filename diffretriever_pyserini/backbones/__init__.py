@@ -1,55 +1,42 @@
 """Backbone registry: model family -> loader.
 
 ``load_backbone("minilm")`` gives the packaged CPU backbone; a folder or hub id is dispatched on the
-``model_type`` in its config.json (never on words in its name). Add a family by adding a loader to ``FAMILIES``
-and its model types to ``MODEL_TYPES`` in this file.
+``model_type`` in its config.json (never on words in its name). Add a family with one backbone file and one record
+in :mod:`.families`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from diffretriever_pyserini.backbones.base import Backbone
+from diffretriever_pyserini.backbones.families import FAMILY_RECORDS, Family
 from diffretriever_pyserini.errors import UserError
 
-
-def _load_masked_lm(source: str, device=None, dtype=None, adapter=None, **_) -> Backbone:
-    from diffretriever_pyserini.backbones.masked_lm import MaskedLMBackbone
-
-    return MaskedLMBackbone(source, device=device, dtype=dtype, adapter=adapter)
+if TYPE_CHECKING:
+    from diffretriever_pyserini.backbones.base import Backbone
 
 
-def _load_dream(source: str, **kwargs) -> Backbone:
-    from diffretriever_pyserini.backbones.native import DreamBackbone
+def _loader(family: Family) -> Callable[..., Backbone]:
+    """Build ``family``'s backbone, passing the options its class takes (the masked-LM class takes no
+    diffusion-only options such as ``shifted_logits``)."""
 
-    return DreamBackbone(source, **kwargs)
+    def load(source: str, **kwargs) -> Backbone:
+        cls = family.backbone_class()
+        params = inspect.signature(cls.__init__).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            kwargs = {k: v for k, v in kwargs.items() if k in params}
+        return cls(source, **kwargs)
 
-
-def _load_llada(source: str, **kwargs) -> Backbone:
-    from diffretriever_pyserini.backbones.native import LLaDABackbone
-
-    return LLaDABackbone(source, **kwargs)
-
-
-def _load_autoregressive(source: str, **kwargs) -> Backbone:
-    from diffretriever_pyserini.backbones.autoregressive import AutoregressiveBackbone
-
-    return AutoregressiveBackbone(source, **kwargs)
+    return load
 
 
-FAMILIES: dict[str, Callable[..., Backbone]] = {
-    "masked_lm": _load_masked_lm,
-    "dream": _load_dream,
-    "llada": _load_llada,
-    "autoregressive": _load_autoregressive,
-}
-MODEL_TYPES = {  # config.json model_type (lower-cased) -> family
-    "dream": "dream", "llada": "llada", "qwen2": "autoregressive", "llama": "autoregressive",
-    "bert": "masked_lm", "roberta": "masked_lm", "xlm-roberta": "masked_lm", "distilbert": "masked_lm",
-    "electra": "masked_lm", "deberta-v2": "masked_lm", "modernbert": "masked_lm",
-}
+FAMILIES: dict[str, Callable[..., Backbone]] = {name: _loader(f) for name, f in FAMILY_RECORDS.items()}
+"""Family -> loader (from :data:`~.families.FAMILY_RECORDS`)."""
+MODEL_TYPES = {t: f.name for f in FAMILY_RECORDS.values() for t in f.model_types}
+"""config.json ``model_type`` (lower-cased) -> family."""
 
 
 class BackboneError(UserError):
@@ -65,8 +52,8 @@ def family_of(source: str) -> str:
     model_type = str(json.loads(config.read_text()).get("model_type", "")).lower()
     if model_type not in MODEL_TYPES:
         raise BackboneError(f"{config}: model_type {model_type!r} has no backbone family; supported model types: "
-                            f"{sorted(MODEL_TYPES)} (families {sorted(FAMILIES)}; extend "
-                            f"diffretriever_pyserini/backbones/__init__.py)")
+                            f"{sorted(MODEL_TYPES)} (families {sorted(FAMILIES)}; add a record to "
+                            f"diffretriever_pyserini/backbones/families.py)")
     return MODEL_TYPES[model_type]
 
 
@@ -105,5 +92,5 @@ def load_backbone(model: str, family: str | None = None, device: str | None = No
             family = family_of(model)
     if family not in FAMILIES:
         raise BackboneError(f"unknown backbone family {family!r}; supported: {sorted(FAMILIES)} "
-                            f"(extend diffretriever_pyserini/backbones/__init__.py)")
+                            f"(add a record to diffretriever_pyserini/backbones/families.py)")
     return FAMILIES[family](source, device=device, dtype=dtype, **kwargs)

@@ -15,6 +15,7 @@ import torch
 from diffretriever_pyserini.backbones.base import Backbone, resolve_device, resolve_dtype
 from diffretriever_pyserini.backbones.checkpoint import (load_tokenizer, local_folder, merge_lora,
                                                          require_safetensors, token_id)
+from diffretriever_pyserini.backbones.families import FAMILY_RECORDS
 from diffretriever_pyserini.backbones.layers import position_ids
 
 
@@ -55,7 +56,8 @@ class AutoregressiveBackbone(Backbone):
         return int(self.model.get_output_embeddings().weight.shape[0])
 
     def end_of_turn_id(self) -> int | None:
-        return token_id(self.tokenizer, "<|im_end|>") or token_id(self.tokenizer, "<|eot_id|>")
+        return next((i for i in (token_id(self.tokenizer, t) for t in FAMILY_RECORDS[self.family].end_of_turn)
+                     if i), None)
 
     def stop_token_ids(self) -> frozenset[int]:
         """PromptReps stops at a generated special token or closing quote (all special ids, mask placeholder

@@ -12,6 +12,7 @@ from diffretriever_pyserini.backbones.base import Backbone, resolve_device, reso
 from diffretriever_pyserini.backbones.checkpoint import (load_safetensors, load_tokenizer, local_folder, merge_lora,
                                                          read_config, token_id)
 from diffretriever_pyserini.backbones.dream import DreamConfig, DreamModel
+from diffretriever_pyserini.backbones.families import FAMILY_RECORDS
 from diffretriever_pyserini.backbones.llada import LLaDAConfig, LLaDAModel
 
 
@@ -82,7 +83,7 @@ class DreamBackbone(NativeDiffusionBackbone):
     family = "dream"
     config_class, model_class = DreamConfig, DreamModel
     mask_token = "<|mask|>"
-    end_of_turn_token = "<|im_end|>"
+    end_of_turn_token = FAMILY_RECORDS["dream"].end_of_turn[0]
     tied_names = ("lm_head.weight", "model.embed_tokens.weight")
 
     def _is_tied(self) -> bool:
@@ -101,9 +102,9 @@ class LLaDABackbone(NativeDiffusionBackbone):
     family = "llada"
     config_class, model_class = LLaDAConfig, LLaDAModel
     mask_token = "<|mdm_mask|>"
-    end_of_turn_token = "<|eot_id|>"
-    end_of_turn_fallback = 126348
-    """The reference's zero-shot LLaDA tail uses id 126348 (LLaDA-8B's ``<|eot_id|>``) when the tokenizer lacks it."""
+    end_of_turn_token = FAMILY_RECORDS["llada"].end_of_turn[0]
+    end_of_turn_fallback = FAMILY_RECORDS["llada"].end_of_turn_fallback
+    """The reference's zero-shot LLaDA tail uses LLaDA-8B's ``<|eot_id|>`` id when the tokenizer lacks the token."""
 
     def end_of_turn_id(self) -> int | None:
         eot = super().end_of_turn_id()

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from diffretriever_pyserini import __version__
+from diffretriever_pyserini.backbones.families import FAMILY_RECORDS, get_family
 from diffretriever_pyserini.finetuned import RETRIEVER_CONFIG
 from diffretriever_pyserini.representation import KMaskReader, ReadoutConfig, normalise
 from diffretriever_pyserini.training.data import TrainingExample, load_documents, read_examples
@@ -30,12 +31,8 @@ from diffretriever_pyserini.writers import AtomicDir
 
 log = logging.getLogger(__name__)
 
-LORA_TARGETS = {  # family -> projection names (attention and MLP) that get LoRA adapters
-    "dream": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "llada": ["q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"],
-    "masked_lm": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
-    "autoregressive": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-}
+LORA_TARGETS = {name: list(f.lora_targets) for name, f in FAMILY_RECORDS.items()}
+"""Family -> module names (attention and MLP projections) that get LoRA adapters (from the family records)."""
 
 
 RECIPES: dict[str, dict] = {
@@ -68,8 +65,8 @@ RECIPE_K = {"paper": {"dream": (4, 16)}}
 
 
 def default_recipe(family: str) -> str:
-    """``paper`` for the large families (Dream, LLaDA, autoregressive), ``cpu-demo`` for the masked-LM backbone."""
-    return "cpu-demo" if family == "masked_lm" else "paper"
+    """The family record's recipe: ``paper`` for Dream, LLaDA and autoregressive, ``cpu-demo`` for the masked LM."""
+    return get_family(family).recipe
 
 
 @dataclass(frozen=True)
