@@ -458,6 +458,12 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
         if get_mode(name).combine is not None:
             runs[name] = get_mode(name).combine(fusing)
     runs = {m: runs[m] for m in modes}
+    unmatched = [q for q in topics if not runs.get("sparse", {q: True}).get(q)]
+    if unmatched:  # the written sparse run only: the fusions above fused the Lucene lists as they are
+        log.warning("%d topics match no document in the impact index (e.g. %s); their sparse run entries are their "
+                    "dense lists (config.json: sparse_unmatched_topics)", len(unmatched), unmatched[:3])
+        runs["sparse"] = {**runs["sparse"], **search_topics(dense, {q: topics[q] for q in unmatched}, cfg.hits, rq,
+                                                           cfg.threads)}
     records = {}
     for name, run in runs.items():
         path = write_run(paths.run_dir / f"{name}.trec", run, tag=f"{cfg.condition}.{name}", k=cfg.hits,
@@ -469,9 +475,15 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
               "indexes": {"dense": {"folder": str(dense_folder), **describe(dense_folder)},
                           "multi_dense": _maxsim_description(cfg, paths)},
               "fusion": _fusion_rules(cfg),
+              "sparse_unmatched_topics": {"rule": SPARSE_UNMATCHED_RULE, "topics": unmatched} if unmatched else None,
               "differences_from_reference": deliberate_differences(cfg, paths.dataset)}
     (paths.run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     return records
+
+
+SPARSE_UNMATCHED_RULE = ("a topic whose sparse query vector matches no document gets its dense list in sparse.trec "
+                         "(every per-mode run has every topic, as a TREC submission must); fusions use the Lucene "
+                         "lists as they are")
 
 
 def _fusion_rules(cfg: RunConfig) -> dict[str, str]:

@@ -392,3 +392,25 @@ def test_pyserini_hybrid_is_the_same_whatever_the_hash_seed():
                            env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": seed}).stdout
             for seed in ("1", "2", "3")}
     assert len(outs) == 1 and "d00" in next(iter(outs)), outs
+
+
+def test_a_topic_whose_sparse_vector_matches_nothing_still_has_sparse_entries(tmp_path):
+    """sparse.trec keeps every topic (its dense list, recorded), so every per-mode run passes check-run."""
+    from diffretriever_pyserini.pipeline import RunConfig, run_dataset
+    from diffretriever_pyserini.datasets import read_topics
+    from diffretriever_pyserini.runs import check_run
+
+    mirror = _tiny_beir(tmp_path / "m", {f"d{i}": f"microglia activation in brain tissue sample {i}"
+                                         for i in range(6)})
+    queries = mirror / "scifact" / "queries.jsonl"
+    queries.write_text(queries.read_text() + json.dumps({"_id": "q2", "text": "xylophone zeppelin quokka"}) + "\n")
+    (mirror / "scifact" / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
+    cfg = RunConfig(dataset="scifact", model="minilm", k_q=2, k_p=2, p_max_length=64, q_max_length=64,
+                    device="cpu", mirror=str(mirror), work=str(tmp_path / "w"), runs=str(tmp_path / "r"))
+    run_dataset(cfg)
+    folder = next((tmp_path / "r" / "beir-v1.0.0-scifact").iterdir())
+    topics = read_topics(tmp_path / "w" / "data" / "scifact" / "topics.tsv")
+    for run in folder.glob("*.trec"):
+        assert check_run(run, topics) == [], run.name
+    config = json.loads((folder / "config.json").read_text())
+    assert "q2" in config["sparse_unmatched_topics"]["topics"]  # nonsense words match no document
