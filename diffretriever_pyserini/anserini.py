@@ -106,7 +106,8 @@ def write_configs(cfg, folder: Path) -> list[Path]:
         metrics_file = Paths(c).run_dir / "sparse.trec.metrics.json"
         results, stats = None, None
         if metrics_file.is_file():
-            measured = json.loads(metrics_file.read_text())["metrics"]
+            record = json.loads(metrics_file.read_text())
+            measured = record.get("lucene_only_metrics") or record["metrics"]  # as Anserini's impact search gives
             results = {display: measured[key] for display, _, key in METRICS if key in measured}
             stats = index_statistics(Paths(c).impact_index)
         path = folder / f"beir-v1.0.0-{name}.{c.condition}.yaml"

@@ -459,6 +459,7 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
             runs[name] = get_mode(name).combine(fusing)
     runs = {m: runs[m] for m in modes}
     unmatched = [q for q in topics if not runs.get("sparse", {q: True}).get(q)]
+    lucene_only = runs.get("sparse")
     if unmatched:  # the written sparse run only: the fusions above fused the Lucene lists as they are
         log.warning("%d topics match no document in the impact index (e.g. %s); their sparse run entries are their "
                     "dense lists (config.json: sparse_unmatched_topics)", len(unmatched), unmatched[:3])
@@ -469,6 +470,13 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
         path = write_run(paths.run_dir / f"{name}.trec", run, tag=f"{cfg.condition}.{name}", k=cfg.hits,
                          topic_order=topics)
         records[name] = evaluate_run_file(path, prepared.qrels, paths.dataset.metrics)
+    if unmatched:  # what Anserini's impact search of the same index gives (no entries for those topics)
+        from diffretriever_pyserini.evaluation import evaluate, read_qrels
+
+        records["sparse"]["lucene_only_metrics"] = evaluate(read_qrels(prepared.qrels), lucene_only,
+                                                            paths.dataset.metrics)
+        metrics_file = paths.run_dir / "sparse.trec.metrics.json"
+        metrics_file.write_text(json.dumps(records["sparse"], indent=2) + "\n")
     config = {**asdict(cfg), "condition": cfg.condition, "readout_query": query_encoder.reader.metadata(),
               "readout_passage": read_metadata(paths.encodings.sparse).get("readout"),
               "modes": {m: MODES[m] for m in runs},
