@@ -458,8 +458,8 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
         if get_mode(name).combine is not None:
             runs[name] = get_mode(name).combine(fusing)
     runs = {m: runs[m] for m in modes}
-    unmatched = [q for q in topics if not runs.get("sparse", {q: True}).get(q)]
     lucene_only = runs.get("sparse")
+    unmatched = [q for q in topics if not lucene_only.get(q)] if "sparse" in runs else []
     if unmatched:  # the written sparse run only: the fusions above fused the Lucene lists as they are
         log.warning("%d topics match no document in the impact index (e.g. %s); their sparse run entries are their "
                     "dense lists (config.json: sparse_unmatched_topics)", len(unmatched), unmatched[:3])

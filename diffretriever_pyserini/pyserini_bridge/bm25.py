@@ -21,23 +21,17 @@ import tempfile
 from pathlib import Path
 
 from diffretriever_pyserini.errors import UserError
-from diffretriever_pyserini.pyserini_bridge.child import command
-from diffretriever_pyserini.pyserini_bridge.java import HEAP_ENV, OOM_EXIT_CODE, default_heap, heap_setting
+from diffretriever_pyserini.pyserini_bridge.child import run_java_child
 
 HITS_PER_BATCH = 16_000
 """Hits (each with its stored document on the Java heap) alive at once: topics per ``batch_search`` call =
 ``HITS_PER_BATCH // hits`` (16 topics at 1,000 hits)."""
 
 
-def folder_bytes(folder: Path) -> int:
-    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
-
-
 def bm25_run(index_dir: Path, topics: dict[str, str], k: int, threads: int = 1,
              fields: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
     """BM25 (Pyserini's k1 = 0.9, b = 0.4) of ``topics`` over ``index_dir`` in a child process:
     ``{qid: {docid: score}}`` with at most ``k`` hits per topic."""
-    heap = heap_setting() or default_heap(folder_bytes(index_dir))
     with tempfile.TemporaryDirectory(prefix="bm25-") as tmp:
         src, out = Path(tmp) / "topics.tsv", Path(tmp) / "run.tsv"
         with open(src, "w", encoding="utf-8") as f:
@@ -47,12 +41,9 @@ def bm25_run(index_dir: Path, topics: dict[str, str], k: int, threads: int = 1,
                 "--threads", str(threads), "--batch-size", str(max(1, HITS_PER_BATCH // max(k, 1)))]
         for field, boost in (fields or {}).items():
             args += ["--field", f"{field}={boost}"]
-        proc = subprocess.run(command("diffretriever_pyserini.pyserini_bridge.bm25", *args),
-                              env={**os.environ, HEAP_ENV: heap}, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if proc.returncode == OOM_EXIT_CODE:
-            raise UserError(f"BM25 search ran out of Java heap (-Xmx{heap}, {len(topics)} topics, {k} hits); set "
-                            f"{HEAP_ENV} to a larger size (e.g. {HEAP_ENV}=8g) or search fewer hits", index_dir)
+        proc = run_java_child("diffretriever_pyserini.pyserini_bridge.bm25", args, index_dir, "BM25 search", index_dir,
+                              detail=f", {len(topics)} topics, {k} hits", advice=" or search fewer hits",
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if proc.returncode != 0:
             tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
             raise UserError(f"BM25 search failed (exit code {proc.returncode}): {tail[0]}", index_dir)

@@ -12,6 +12,7 @@ import os
 import runpy
 import signal
 import sys
+from pathlib import Path
 
 
 def die_with_parent(parent: int) -> None:
@@ -26,6 +27,26 @@ def die_with_parent(parent: int) -> None:
 def command(module: str, *args: str) -> list[str]:
     """The argv that runs ``python -m module args`` as a child of this process that dies with it."""
     return [sys.executable, "-m", "diffretriever_pyserini.pyserini_bridge.child", str(os.getpid()), module, *args]
+
+
+def run_java_child(module: str, args: list[str], data: Path, step: str, where: Path, detail: str = "",
+                   advice: str = "", **kwargs):
+    """Run a Lucene step (``python -m module args``) as a child with a Java heap sized for the ``data`` folder
+    (``DIFFRETRIEVER_JAVA_HEAP`` overrides); its JVM exits on the first OutOfMemoryError, which becomes one
+    UserError naming ``step`` (``detail`` beside the heap, ``advice`` after the setting that raises it). Other
+    keyword arguments go to ``subprocess.run``; returns the CompletedProcess."""
+    import subprocess
+
+    from diffretriever_pyserini.errors import UserError
+    from diffretriever_pyserini.pyserini_bridge.java import HEAP_ENV, OOM_EXIT_CODE, default_heap, heap_setting
+
+    heap = heap_setting() or default_heap(sum(f.stat().st_size for f in Path(data).rglob("*") if f.is_file()))
+    proc = subprocess.run(command(module, *args), env={**os.environ, HEAP_ENV: heap}, stdin=subprocess.DEVNULL,
+                          text=True, **kwargs)
+    if proc.returncode == OOM_EXIT_CODE:
+        raise UserError(f"{step} ran out of Java heap (-Xmx{heap}{detail}); set {HEAP_ENV} to a larger size (e.g. "
+                        f"{HEAP_ENV}=8g){advice}", where)
+    return proc
 
 
 if __name__ == "__main__":

@@ -8,34 +8,29 @@ Each index is built under a temporary name and renamed into place when Pyserini 
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 from pathlib import Path
 
-from diffretriever_pyserini.pyserini_bridge.bm25 import folder_bytes
-from diffretriever_pyserini.pyserini_bridge.child import command
+from diffretriever_pyserini.pyserini_bridge.child import command, run_java_child
 from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.pyserini_bridge.hook import prepare_pyserini
-from diffretriever_pyserini.pyserini_bridge.java import HEAP_ENV, OOM_EXIT_CODE, default_heap, heap_setting
 from diffretriever_pyserini.writers import AtomicDir, exclusive, read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
 
 
-def _pyserini_index(args: list[str], index_dir: Path, metadata: dict) -> Path:
+def _pyserini_index(source: Path, args: list[str], index_dir: Path, metadata: dict) -> Path:
+    """Run ``pyserini.index.lucene args`` into ``index_dir`` (atomically, once); ``source``, the folder ``args``
+    name as ``--input``, sizes the Java heap."""
     prepare_pyserini()
     with exclusive(index_dir):
         if index_is_complete(index_dir):  # another process built it while this one waited
             return Path(index_dir)
         with AtomicDir(index_dir) as tmp:
-            cmd = command("pyserini.index.lucene", *args, "--index", str(tmp / "index"))
-            heap = heap_setting() or default_heap(folder_bytes(Path(args[args.index("--input") + 1])))
-            log.info("running %s (Java heap %s)", " ".join(cmd), heap)
-            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, HEAP_ENV: heap},
-                                  stdin=subprocess.DEVNULL)
-            if proc.returncode == OOM_EXIT_CODE:
-                raise UserError(f"pyserini.index.lucene ran out of Java heap (-Xmx{heap}); set {HEAP_ENV} to a "
-                                f"larger size (e.g. {HEAP_ENV}=8g)", index_dir)
+            args = [*args, "--index", str(tmp / "index")]
+            cmd = command("pyserini.index.lucene", *args)
+            log.info("running %s", " ".join(cmd))
+            proc = run_java_child("pyserini.index.lucene", args, source, "pyserini.index.lucene", index_dir,
+                                  capture_output=True)
             if proc.returncode != 0:
                 log.error("pyserini.index.lucene output:\n%s", proc.stderr[-3000:])
                 space = ", no space left on the device" if "No space left" in proc.stderr else ""
@@ -56,8 +51,8 @@ def build_impact_index(sparse_dir: Path, index_dir: Path, threads: int = 2) -> P
     """Lucene impact index of a JsonVectorCollection folder (the sparse output of :mod:`encoding`)."""
     args = ["--collection", "JsonVectorCollection", "--input", str(sparse_dir), "--generator",
             "DefaultLuceneDocumentGenerator", "--threads", str(threads), "--impact", "--pretokenized"]
-    return _pyserini_index(args, index_dir, {"kind": "impact", "source": str(sparse_dir),
-                                             "encoding": read_metadata(sparse_dir)})
+    return _pyserini_index(sparse_dir, args, index_dir, {"kind": "impact", "source": str(sparse_dir),
+                                                         "encoding": read_metadata(sparse_dir)})
 
 
 def build_bm25_index(corpus_dir: Path, index_dir: Path, threads: int = 2, fields: tuple[str, ...] = ()) -> Path:
@@ -67,7 +62,8 @@ def build_bm25_index(corpus_dir: Path, index_dir: Path, threads: int = 2, fields
             "DefaultLuceneDocumentGenerator", "--threads", str(threads), "--storePositions", "--storeDocvectors",
             "--storeRaw"] + (["--fields", *fields] if fields else [])
     kind = "bm25-multifield" if fields else "bm25-flat"
-    return _pyserini_index(args, index_dir, {"kind": kind, "source": str(corpus_dir), "fields": list(fields)})
+    return _pyserini_index(corpus_dir, args, index_dir, {"kind": kind, "source": str(corpus_dir),
+                                                         "fields": list(fields)})
 
 
 def index_is_complete(index_dir: Path) -> bool:

@@ -35,8 +35,9 @@ def dense_searcher(index_dir, query_encoder):
     from diffretriever_pyserini.writers import read_metadata
 
     meta = read_metadata(index_dir)
-    verify_files(index_dir, meta.get("files"))
-    if meta.get("documents") is not None:
+    if meta.get("files"):  # the recorded sizes and hashes cover the docid file too
+        verify_files(index_dir, meta["files"])
+    elif meta.get("documents") is not None:  # a folder from before the files were recorded
         check_docid_count(index_dir, int(meta["documents"]))
     prepare_pyserini()
     from pyserini.search.faiss import FaissSearcher
