@@ -39,7 +39,7 @@ OURS = """
 import sys, json
 from pathlib import Path
 from diffretriever_pyserini.pyserini_bridge.search import bm25_search
-from diffretriever_pyserini.runs import write_run
+from diffretriever_pyserini.search.runs import write_run
 index, topics_path, out, fields = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 topics = dict(line.rstrip("\\n").split("\\t", 1) for line in open(topics_path, encoding="utf-8"))
 run = bm25_search(index, topics, k=1000, threads=2, fields=fields or None)
@@ -58,7 +58,7 @@ def measured(cmd: list[str]) -> dict:
 
 
 def top10(path: Path) -> dict[str, list[str]]:
-    from diffretriever_pyserini.runs import ranked, read_run
+    from diffretriever_pyserini.search.runs import ranked, read_run
 
     return {q: [d for d, _ in ranked(hits, 10)] for q, hits in read_run(path).items()}
 

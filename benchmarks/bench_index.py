@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from diffretriever_pyserini import compressed as cq
-from diffretriever_pyserini import dense_index as di
-from diffretriever_pyserini import multivector as mv
+from diffretriever_pyserini.index import compressed as cq
+from diffretriever_pyserini.index import dense as di
+from diffretriever_pyserini.index import multivector as mv
 from diffretriever_pyserini.cli import _add_run_options, _config
 from verdicts import all_met, quality_verdicts
 
@@ -65,7 +65,7 @@ def faiss_run(index, qids, queries: np.ndarray, docids, k: int) -> dict:
 
 
 def quality(run: dict, qrels: dict) -> dict:
-    from diffretriever_pyserini.evaluation import evaluate
+    from diffretriever_pyserini.evaluate.metrics import evaluate
     from diffretriever_pyserini.pyserini_bridge.search import finish_run
 
     scores = evaluate(qrels, finish_run(run, 1000, False), ("ndcg_cut_10", "recall_100"))
@@ -78,7 +78,7 @@ def scifact_vectors(args, cfg):
     Returns (dense folder, qids, (n, H) single query vectors, {qid: (K, H)}, qrels, model label)."""
     from diffretriever_pyserini.datasets import iter_prepared_corpus
     from diffretriever_pyserini.encoders import DiffRetrieverQueryEncoder
-    from diffretriever_pyserini.evaluation import read_qrels
+    from diffretriever_pyserini.evaluate.metrics import read_qrels
     from diffretriever_pyserini.pipeline import Paths, step_encode, step_prepare
 
     prepared = step_prepare(cfg)

@@ -12,7 +12,7 @@ import argparse
 import json
 import time
 
-from diffretriever_pyserini import multivector as mv
+from diffretriever_pyserini.index import multivector as mv
 from diffretriever_pyserini.cli import _add_run_options, _config
 
 

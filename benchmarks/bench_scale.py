@@ -97,7 +97,7 @@ def ray_equals_single(model, mirror, root: Path) -> bool:
 
 
 def main() -> None:
-    from diffretriever_pyserini.backbones.tiny import write_checkpoint
+    from diffretriever_pyserini.testing.tiny import write_checkpoint
 
     mirror = Path(os.environ.get("BEIR_MIRROR") or REPO.parent / "shared" / "data" / "beir")
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from diffretriever_pyserini.fusion import normalized_fusion
-from diffretriever_pyserini.multivector import maxsim_block
+from diffretriever_pyserini.index.multivector import maxsim_block
 from diffretriever_pyserini.training.trainer import TrainConfig, train
 
 

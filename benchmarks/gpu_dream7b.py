@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from diffretriever_pyserini.backbones.dream import DreamConfig, DreamModel
-from diffretriever_pyserini.representation import gather_positions, term_weights, topk_per_position
+from diffretriever_pyserini.readout.representation import gather_positions, term_weights, topk_per_position
 
 PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}  # dense bf16 tensor-core peak (vendor sheets)
 
@@ -34,8 +34,8 @@ def flops_per_passage(c: DreamConfig, length: int, k: int) -> float:
 def tiny_device_check() -> dict:
     """The representation stack on cuda (fp32) against the CPU, on a tiny random Dream."""
     from diffretriever_pyserini.backbones import load_backbone
-    from diffretriever_pyserini.backbones.tiny import write_checkpoint
-    from diffretriever_pyserini.representation import KMaskReader, ReadoutConfig
+    from diffretriever_pyserini.testing.tiny import write_checkpoint
+    from diffretriever_pyserini.readout.kmask import KMaskReader, ReadoutConfig
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

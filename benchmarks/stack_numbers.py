@@ -24,7 +24,7 @@ OUT = Path("runs/stack-numbers")
 
 def measure(mirror: Path, queries: int, extra: int) -> dict:
     from diffretriever_pyserini.pipeline import Paths, RunConfig, run_dataset
-    from diffretriever_pyserini.slices import slice_beir
+    from diffretriever_pyserini.datasets.slices import slice_beir
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -62,7 +62,7 @@ class WindowMeans:
 def write_standin(corpus_docs: list[dict], dense_dir, k: int = 4, batch_size: int = 32) -> None:
     """Encode ``corpus_docs`` (``{"id", "contents"}``) into a dense folder laid out as the pipeline's (``index``,
     ``docid``, ``kvectors.npy``, metadata naming the stand-in)."""
-    from diffretriever_pyserini.writers import FaissWriter
+    from diffretriever_pyserini.encode.writers import FaissWriter
 
     single, multi = WindowMeans(k, batch_size).encode_all([d["contents"] for d in corpus_docs], "stand-in corpus")
     meta = {"standin": "MiniLM window means (benchmarks/standin.py)", "k": k, "max_length": MAX_LENGTH}

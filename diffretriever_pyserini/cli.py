@@ -111,11 +111,11 @@ def cmd_controls(args) -> int:
 
 def cmd_baselines(args) -> int:
     """Anserini's BM25 flat and multifield conditions on the same corpus, each fused with our hybrid run."""
-    from diffretriever_pyserini.evaluation import evaluate_run_file
+    from diffretriever_pyserini.evaluate.metrics import evaluate_run_file
     from diffretriever_pyserini.fusion import ALL_EQUAL_PYSERINI, normalized_fusion, reciprocal_rank_fusion
     from diffretriever_pyserini.pipeline import (Paths, metrics_table, run_bm25, run_bm25_multifield, run_dataset,
                                                  step_prepare)
-    from diffretriever_pyserini.runs import read_run, write_run
+    from diffretriever_pyserini.search.runs import read_run, write_run
 
     cfg = _config(args).resolved()
     conditions = {"flat": ("bm25-flat", run_bm25), "multifield": ("bm25-multifield", run_bm25_multifield)}
@@ -181,7 +181,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from diffretriever_pyserini.report import k_sweep, parse_budgets
+    from diffretriever_pyserini.evaluate.report import k_sweep, parse_budgets
 
     table, plot = k_sweep(_config(args), parse_budgets(args.budgets))
     print(table.read_text())
@@ -216,7 +216,7 @@ def cmd_select_budget(args) -> int:
 
 
 def cmd_encode_queries(args) -> int:
-    from diffretriever_pyserini.anserini import encode_queries
+    from diffretriever_pyserini.regressions.anserini import encode_queries
 
     out = encode_queries(_config(args), args.out)
     print(f"sparse (JsonStringVector / cached-encoder JSONL): {out}\ndense (--encoded-queries): "
@@ -225,7 +225,7 @@ def cmd_encode_queries(args) -> int:
 
 
 def cmd_anserini_configs(args) -> int:
-    from diffretriever_pyserini.anserini import write_configs
+    from diffretriever_pyserini.regressions.anserini import write_configs
 
     for path in write_configs(_config(args), Path(args.folder)):
         print(path)
@@ -235,8 +235,8 @@ def cmd_anserini_configs(args) -> int:
 def cmd_check_config(args) -> int:
     import yaml
 
-    from diffretriever_pyserini.anserini import check_config
-    from diffretriever_pyserini.paper import check_paper_config
+    from diffretriever_pyserini.regressions.anserini import check_config
+    from diffretriever_pyserini.evaluate.paper import check_paper_config
 
     overrides = {k: getattr(args, k) for k in ("model", "adapter", "device", "dtype", "batch_size", "mirror",
                                                "work", "runs", "dense_source")}
@@ -257,7 +257,7 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_paper_configs(args) -> int:
-    from diffretriever_pyserini.paper import write_paper_configs
+    from diffretriever_pyserini.evaluate.paper import write_paper_configs
 
     for path in write_paper_configs(Path(args.folder)):
         print(path)
@@ -266,7 +266,7 @@ def cmd_paper_configs(args) -> int:
 
 def cmd_check_run(args) -> int:
     from diffretriever_pyserini.datasets import read_topics
-    from diffretriever_pyserini.runs import check_run
+    from diffretriever_pyserini.search.runs import check_run
 
     problems = check_run(args.run, list(read_topics(Path(args.topics))), args.max_hits)
     for p in problems:
@@ -277,9 +277,9 @@ def cmd_check_run(args) -> int:
 
 def cmd_fuse(args) -> int:
     from diffretriever_pyserini.errors import UserError
-    from diffretriever_pyserini.evaluation import evaluate_run_file
+    from diffretriever_pyserini.evaluate.metrics import evaluate_run_file
     from diffretriever_pyserini.fusion import normalized_fusion, reciprocal_rank_fusion
-    from diffretriever_pyserini.runs import read_run, write_run
+    from diffretriever_pyserini.search.runs import read_run, write_run
 
     runs = [read_run(r) for r in args.runs]
     for path, run in zip(args.runs, runs):
@@ -303,7 +303,7 @@ def cmd_fuse(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from diffretriever_pyserini.evaluation import evaluate_run_file
+    from diffretriever_pyserini.evaluate.metrics import evaluate_run_file
 
     rec = evaluate_run_file(args.run, args.qrels, tuple(args.metrics), write=not args.no_write)
     print(json.dumps(rec["metrics"], indent=2))

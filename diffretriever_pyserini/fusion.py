@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from diffretriever_pyserini.runs import Run, ranked
+from diffretriever_pyserini.search.runs import Run, ranked
 
 FUSION_WEIGHTS = (0.5, 0.5)
 """Dense and sparse weights of the paper's hybrid (DiffRetriever, PromptReps)."""

@@ -13,13 +13,14 @@ import os
 from pathlib import Path
 
 from diffretriever_pyserini.errors import UserError
-from diffretriever_pyserini.writers import file_checksum
+from diffretriever_pyserini.encode.writers import file_checksum
 
 STAMP = ".verified.json"
 
 
 def verify_files(folder: Path, recorded: dict[str, dict] | None) -> None:
-    """Check the files ``recorded`` by :func:`~diffretriever_pyserini.writers.describe_files` (nothing recorded: a
+    """Check the files ``recorded`` by :func:`~diffretriever_pyserini.encode.writers.describe_files` (nothing
+    recorded: a
     folder from an older version, nothing to check). Raises UserError naming a missing, resized or changed file."""
     if not recorded:
         return

@@ -23,7 +23,7 @@ def beir_mirror() -> Path:
 def scifact_slice(tmp_path_factory) -> Path:
     """A mirror folder holding real SciFact: the first 60 judged test queries, their relevant abstracts, and the
     first 800 other abstracts of the corpus."""
-    from diffretriever_pyserini.slices import slice_beir
+    from diffretriever_pyserini.datasets.slices import slice_beir
 
     out = slice_beir(beir_mirror() / "scifact", tmp_path_factory.mktemp("mirror") / "scifact", SLICE_QUERIES,
                      SLICE_EXTRA_DOCS)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from diffretriever_pyserini.backbones import BackboneError, load_backbone
-from diffretriever_pyserini.representation import KMaskReader, ReadoutConfig
+from diffretriever_pyserini.readout.kmask import KMaskReader, ReadoutConfig
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,7 @@ def evil_folder(src: Path, dst: Path, model_type: str) -> Path:
 @pytest.fixture(scope="module")
 def evil_models(tmp_path_factory):
     from diffretriever_pyserini.backbones.masked_lm import packaged_model_path
-    from diffretriever_pyserini.backbones.tiny import write_checkpoint
+    from diffretriever_pyserini.testing.tiny import write_checkpoint
 
     root = tmp_path_factory.mktemp("evil")
     marker = root / "MARKER"
@@ -182,7 +182,7 @@ def test_qrels_evaluation_errors(tmp_path):
 
 def test_non_finite_scores_are_never_written_or_passed(tmp_path):
     from diffretriever_pyserini.errors import UserError
-    from diffretriever_pyserini.runs import check_run, write_run
+    from diffretriever_pyserini.search.runs import check_run, write_run
 
     run = tmp_path / "nan.trec"
     run.write_text("q1 Q0 d1 1 nan tag\nq1 Q0 d2 2 0.5 tag\n")
@@ -268,7 +268,7 @@ def test_download_404_names_the_url(tmp_path):
 
 def test_pickle_only_checkpoints_are_refused(tmp_path):
     from diffretriever_pyserini.backbones import load_backbone
-    from diffretriever_pyserini.backbones.tiny import write_checkpoint
+    from diffretriever_pyserini.testing.tiny import write_checkpoint
     from diffretriever_pyserini.errors import UserError
 
     for family in ("dream", "qwen2"):
@@ -335,15 +335,15 @@ def test_mirror_files_are_verified_and_changes_prepare_again(tmp_path, caplog):
 
 
 def test_disk_full_leaves_nothing_and_names_the_space(tmp_path, monkeypatch):
-    from diffretriever_pyserini import writers
-    from diffretriever_pyserini.encoding import EncodeOutputs, encode_corpus
+    from diffretriever_pyserini.encode import writers
+    from diffretriever_pyserini.encode.corpus import EncodeOutputs, encode_corpus
     from diffretriever_pyserini.encoders import DiffRetrieverDocumentEncoder
     from diffretriever_pyserini.errors import UserError
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(writers, "_raw_to_npy", full)  # the disk fills while the K vectors are finished
+    monkeypatch.setattr(writers, "raw_to_npy", full)  # the disk fills while the K vectors are finished
     encoder = DiffRetrieverDocumentEncoder("minilm", device="cpu", k=2)
     docs = [{"id": f"d{i}", "contents": f"microglia {i}"} for i in range(4)]
     outputs = EncodeOutputs(tmp_path / "enc")
@@ -353,9 +353,9 @@ def test_disk_full_leaves_nothing_and_names_the_space(tmp_path, monkeypatch):
 
 
 def test_a_killed_writer_leaves_a_temporary_that_the_next_run_removes(tmp_path):
-    from diffretriever_pyserini.writers import AtomicDir
+    from diffretriever_pyserini.encode.writers import AtomicDir
 
-    code = ("import time\nfrom diffretriever_pyserini.writers import AtomicDir\n"
+    code = ("import time\nfrom diffretriever_pyserini.encode.writers import AtomicDir\n"
             f"with AtomicDir({str(tmp_path / 'out')!r}) as tmp:\n"
             "    (tmp / 'part').write_text('half')\n    print('ready', flush=True)\n    time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
@@ -372,7 +372,7 @@ def test_a_killed_writer_leaves_a_temporary_that_the_next_run_removes(tmp_path):
 def test_a_second_writer_of_the_same_output_waits(tmp_path):
     """Three writers of one output: each runs alone, the waiters say so, and the lock file is gone at the end
     (a waiter holding the unlinked lock file of the first must not run beside one that opened the new file)."""
-    code = ("import sys, time\nfrom diffretriever_pyserini.writers import exclusive\n"
+    code = ("import sys, time\nfrom diffretriever_pyserini.encode.writers import exclusive\n"
             f"with exclusive({str(tmp_path / 'enc')!r}):\n"
             "    print('start', sys.argv[1], time.time(), flush=True)\n    time.sleep(2)\n"
             "    print('end', sys.argv[1], time.time(), flush=True)\n")

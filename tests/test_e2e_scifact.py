@@ -12,8 +12,8 @@ import pytest
 
 from conftest import offline
 from diffretriever_pyserini.pipeline import Paths, step_search
-from diffretriever_pyserini.runs import read_run
-from diffretriever_pyserini.scoring import sparse_dot
+from diffretriever_pyserini.search.runs import read_run
+from diffretriever_pyserini.search.scoring import sparse_dot
 
 pytestmark = pytest.mark.slow
 
@@ -178,7 +178,7 @@ def test_candidate_maxsim_writes_its_recall_against_exact(slice_run, tmp_path):
     assert 0.0 < report["recall@1000"] <= 1.0 and 0.0 < report["recall@10"] <= 1.0
     # the report is the agreement of the two run files on the first 20 queries (zero-shot vectors sit at random
     # level here, so the recall itself says little; the fine-tuned one is measured by bench-maxsim/bench-index)
-    from diffretriever_pyserini.multivector import agreement
+    from diffretriever_pyserini.index.multivector import agreement
 
     exact, got = read_run(_run_dir(cfg) / "multi_dense.trec"), read_run(Paths(approx).run_dir / "multi_dense.trec")
     first = list(exact)[:20]

@@ -42,7 +42,7 @@ def _arguana_like(scifact_slice: Path, out: Path, n: int = 25) -> Path:
 def test_hybrid_pyserini_drops_self_hits_before_normalising(scifact_slice, tmp_path):
     """On a query set whose ids are corpus ids, Pyserini's hybrid and ours rank the same, without self hits."""
     from diffretriever_pyserini.pipeline import RunConfig, run_dataset
-    from diffretriever_pyserini.runs import ranked, read_run
+    from diffretriever_pyserini.search.runs import ranked, read_run
 
     mirror = _arguana_like(scifact_slice, tmp_path / "mirror")
     cfg = RunConfig(dataset="arguana", model="minilm", k_q=4, k_p=4, p_max_length=128, q_max_length=128,
@@ -122,9 +122,9 @@ def test_encodings_are_rebuilt_when_the_corpus_changes(tmp_path, caplog):
 
 
 def test_non_finite_vectors_and_all_empty_sparse_fail_the_encode(tmp_path):
-    from diffretriever_pyserini.encoding import EncodeOutputs, encode_corpus
+    from diffretriever_pyserini.encode.corpus import EncodeOutputs, encode_corpus
     from diffretriever_pyserini.errors import UserError
-    from diffretriever_pyserini.readers import build_reader
+    from diffretriever_pyserini.readout.readers import build_reader
 
     reader = build_reader("minilm", "passage", device="cpu", k=2, max_length=64)
     docs = [{"id": f"d{i}", "contents": f"microglia {i}"} for i in range(4)]
@@ -160,7 +160,7 @@ def test_non_finite_vectors_and_all_empty_sparse_fail_the_encode(tmp_path):
     ([4], "expected a JSON object"),
 ])
 def test_retriever_config_is_checked_at_the_door(tmp_path, config, needle):
-    from diffretriever_pyserini import finetuned
+    from diffretriever_pyserini.readout import finetuned
 
     (tmp_path / "retriever_config.json").write_text(json.dumps(config))
     with pytest.raises(finetuned.FineTunedError, match="retriever_config.json: .*" + re_escape(needle)):
@@ -286,7 +286,7 @@ def test_contradictory_options_are_refused(tmp_path, options, needle):
 def _dense_folder(folder: Path, n: int, k: int = 4, dim: int = 32) -> Path:
     import numpy as np
 
-    from diffretriever_pyserini.writers import FaissWriter
+    from diffretriever_pyserini.encode.writers import FaissWriter
 
     rng = np.random.default_rng(0)
     kv = rng.standard_normal((n, k, dim)).astype("float32")
@@ -297,7 +297,8 @@ def _dense_folder(folder: Path, n: int, k: int = 4, dim: int = 32) -> Path:
 
 
 def test_small_corpora_get_a_clear_error_for_trained_indexes(tmp_path):
-    from diffretriever_pyserini import compressed, dense_index
+    from diffretriever_pyserini.index import compressed
+    from diffretriever_pyserini.index import dense as dense_index
     from diffretriever_pyserini.errors import UserError
 
     small = _dense_folder(tmp_path / "small" / "dense", 40)
@@ -321,10 +322,11 @@ def _flip(path: Path, offset: int, count: int = 64) -> None:
 def test_damaged_index_files_are_named_when_opened(tmp_path):
     """Flipped bytes inside, a flipped header, a truncated file, a docid file one line off: each names the file and
     says to rebuild; an intact folder opens (and is hashed once, then trusted by size and time)."""
-    from diffretriever_pyserini import compressed, dense_index
+    from diffretriever_pyserini.index import compressed
+    from diffretriever_pyserini.index import dense as dense_index
     from diffretriever_pyserini.errors import UserError
     from diffretriever_pyserini.integrity import STAMP
-    from diffretriever_pyserini.multivector import MultiVectorStore
+    from diffretriever_pyserini.index.multivector import MultiVectorStore
     from diffretriever_pyserini.pyserini_bridge.search import dense_searcher
 
     def fresh(name):
@@ -398,7 +400,7 @@ def test_a_topic_whose_sparse_vector_matches_nothing_still_has_sparse_entries(tm
     """sparse.trec keeps every topic (its dense list, recorded), so every per-mode run passes check-run."""
     from diffretriever_pyserini.pipeline import RunConfig, run_dataset
     from diffretriever_pyserini.datasets import read_topics
-    from diffretriever_pyserini.runs import check_run
+    from diffretriever_pyserini.search.runs import check_run
 
     mirror = _tiny_beir(tmp_path / "m", {f"d{i}": f"microglia activation in brain tissue sample {i}"
                                          for i in range(6)})

@@ -6,8 +6,8 @@ import random
 import pytest
 
 from diffretriever_pyserini import fusion as F
-from diffretriever_pyserini.evaluation import evaluate
-from diffretriever_pyserini.runs import read_run, remove_self_hits, write_run
+from diffretriever_pyserini.evaluate.metrics import evaluate
+from diffretriever_pyserini.search.runs import read_run, remove_self_hits, write_run
 
 
 def _random_run(rng, qids, docs, n):

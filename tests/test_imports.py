@@ -13,16 +13,24 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "diffretriever_pyserini"
 BRIDGE = f"{PACKAGE}.pyserini_bridge"
-# Modules kept only so that old import paths work for one release (they re-export the bridge).
-DEPRECATED = {f"{PACKAGE}.{m}" for m in ("search", "indexing", "java", "pyserini_plugin")}
-# What may use the bridge: the orchestration layer above it (and the public alias ``encoders``).
-USERS_OF_THE_BRIDGE = {f"{PACKAGE}.{m}" for m in ("pipeline", "cli", "anserini", "paper", "report", "encoders", "modes",
-                                                  "training.build", "training.budget")}
+# What may use the bridge: the orchestration layer above it (and the public alias ``encoders``); a name ending in
+# ".*" covers a whole package.
+USERS_OF_THE_BRIDGE = {f"{PACKAGE}.{m}" for m in ("pipeline.*", "cli.*", "cli", "regressions.anserini",
+                                                  "evaluate.paper", "evaluate.report", "encoders", "search.modes",
+                                                  "search.maxsim_cli", "training.build", "training.budget")}
 # Core modules whose code must never reach Pyserini, pyjnius or the bridge, even lazily.
-CORE = {f"{PACKAGE}.{m}" for m in ("readers", "representation", "encoding", "sharding", "writers", "datasets",
-                                   "training.trainer", "training.losses", "multivector", "compressed",
-                                   "dense_index", "scoring", "fusion", "runs", "evaluation", "lexical", "prompts",
-                                   "finetuned", "errors")} | {f"{PACKAGE}.backbones"}
+CORE = {f"{PACKAGE}.{m}" for m in ("readout.readers", "readout.representation", "readout.kmask", "readout.lexical",
+                                   "readout.finetuned", "encode.corpus", "encode.sharding", "encode.writers",
+                                   "datasets", "datasets.files", "datasets.prepare", "datasets.sources",
+                                   "training.trainer", "training.losses", "index.multivector", "index.compressed",
+                                   "index.compressed.search", "index.dense", "search.scoring", "search.runs",
+                                   "search.maxsim", "fusion", "evaluate.metrics", "prompts", "errors")} | \
+    {f"{PACKAGE}.backbones"}
+
+
+def allowed_user(module: str) -> bool:
+    return module in USERS_OF_THE_BRIDGE or any(module == u[:-2] or module.startswith(u[:-1])
+                                                for u in USERS_OF_THE_BRIDGE if u.endswith(".*"))
 
 
 def module_name(path: Path) -> str:
@@ -115,11 +123,12 @@ def test_only_the_bridge_touches_pyserini_and_java():
     direct = {m for m, targets in edges.items() if targets & {"pyserini", "jnius"}}
     outside = {m for m in direct if not m.startswith(BRIDGE)}
     assert not outside, f"modules importing Pyserini/pyjnius outside {BRIDGE}: {sorted(outside)}"
-    users = {m for m, targets in edges.items() if not m.startswith(BRIDGE) and m not in DEPRECATED
+    users = {m for m, targets in edges.items() if not m.startswith(BRIDGE)
              and any(t.startswith(BRIDGE) for t in targets)} - {"diffretriever_pyserini_startup"}
-    assert users <= USERS_OF_THE_BRIDGE, f"unexpected users of the bridge: {sorted(users - USERS_OF_THE_BRIDGE)}"
+    unexpected = sorted(u for u in users if not allowed_user(u))
+    assert not unexpected, f"unexpected users of the bridge: {unexpected}"
     for bridge_module in [m for m in edges if m.startswith(BRIDGE)]:
-        back = {t for t in edges[bridge_module] if t in USERS_OF_THE_BRIDGE or t in DEPRECATED}
+        back = {t for t in edges[bridge_module] if allowed_user(t)}
         assert not back, f"{bridge_module} imports back into the layer above it: {sorted(back)}"
 
 
@@ -127,7 +136,7 @@ def test_only_the_bridge_touches_pyserini_and_java():
 def test_core_modules_never_reach_pyserini(core):
     edges = graph()
     below = {core} | reachable(edges, core)
-    bad = {m for m in below if m.startswith(BRIDGE) or m in {"pyserini", "jnius"} or m in DEPRECATED}
+    bad = {m for m in below if m.startswith(BRIDGE) or m in {"pyserini", "jnius"}}
     assert not bad, f"{core} reaches {sorted(bad)}"
 
 
@@ -137,9 +146,9 @@ def test_reading_and_encoding_import_no_pyserini(tmp_path):
     code = f"""
 import sys
 from pathlib import Path
-from diffretriever_pyserini.readers import build_reader
-from diffretriever_pyserini.encoding import EncodeOutputs, encode_corpus
-from diffretriever_pyserini import sharding
+from diffretriever_pyserini.readout.readers import build_reader
+from diffretriever_pyserini.encode.corpus import EncodeOutputs, encode_corpus
+from diffretriever_pyserini.encode import sharding
 from diffretriever_pyserini.training import trainer
 reader = build_reader("minilm", "passage", device="cpu", k=2, max_length=96)
 docs = [{{"id": "d1", "contents": "Aspirin lowers fever."}}, {{"id": "d2", "contents": "Cells divide."}}]
@@ -155,3 +164,55 @@ print("LOADED", loaded)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "LOADED []" in out.stdout, out.stdout
     assert (tmp_path / "enc" / "sparse" / "metadata.json").is_file()
+
+
+def test_old_module_paths_warn_and_give_the_new_modules(tmp_path):
+    """Every path moved by the stage-package redesign still imports, once, with a DeprecationWarning naming the new
+    path; the module is the new one (same objects), or for a split module one holding the names of each part; the
+    old ``diffretriever_pyserini.search`` names resolve to the bridge's searchers."""
+    code = """
+import importlib, sys, warnings
+from diffretriever_pyserini._moved import MOVED, new_paths
+failures = []
+for old in MOVED:
+    name = "diffretriever_pyserini." + old
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(name)
+    targets = [importlib.import_module(t) for t in new_paths(name)]
+    said = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning) and name in str(w.message)]
+    if len(said) != 1 or not all(t in said[0] for t in new_paths(name)):
+        failures.append((name, "warning", said))
+    if len(targets) == 1 and module is not targets[0]:
+        failures.append((name, "not the new module"))
+    for target in targets:
+        public = [k for k in vars(target) if not k.startswith("_")]
+        if not public or any(getattr(module, k) is not getattr(target, k) for k in public):
+            failures.append((name, "names differ from", target.__name__))
+    if len(targets) == 1 and module.__spec__.name != targets[0].__name__:
+        failures.append((name, "spec overwritten"))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from diffretriever_pyserini.search import dense_searcher
+from diffretriever_pyserini.pyserini_bridge.search import dense_searcher as new
+if dense_searcher is not new or not any("pyserini_bridge.search" in str(w.message) for w in caught):
+    failures.append(("search.dense_searcher",))
+from diffretriever_pyserini.representation import KMaskReader, gather_positions
+from diffretriever_pyserini import encoding
+print("FAILURES", failures, len(MOVED))
+"""
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DIFFRETRIEVER_OFFLINE": "1",
+           "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "FAILURES [] " in out.stdout, out.stdout
+    assert int(out.stdout.split()[-1]) >= 20
+
+
+def test_the_old_path_finder_ignores_other_names():
+    from diffretriever_pyserini._moved import MovedModules
+
+    finder = MovedModules()
+    assert finder.find_spec("diffretriever_pyserini.not_a_module") is None
+    assert finder.find_spec("json") is None
+    assert finder.find_spec("diffretriever_pyserini.encoding").name == "diffretriever_pyserini.encoding"

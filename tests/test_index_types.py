@@ -8,13 +8,27 @@ import json
 import numpy as np
 import pytest
 
-from diffretriever_pyserini import compressed as cq
-from diffretriever_pyserini import dense_index as di
-from diffretriever_pyserini import multivector as mv
-from diffretriever_pyserini.runs import ranked
-from diffretriever_pyserini.writers import FaissWriter
+from diffretriever_pyserini.index import compressed as cq
+from diffretriever_pyserini.index import dense as di
+from diffretriever_pyserini.index import multivector as mv
+from diffretriever_pyserini.search.runs import ranked
+from diffretriever_pyserini.encode.writers import FaissWriter
+from diffretriever_pyserini.index.compressed.store import _ranges
 
 N, KP, DIM, TOP = 1500, 4, 256, 5
+
+
+def document_vectors(store, docs: np.ndarray):
+    """The decoded vectors (anchor + residual) of ``docs`` (n, H), each one's position in ``docs``, and the start
+    of each document's run of vectors: the store's decoding, written out for the tests."""
+    rows, owner, run_starts = store._rows(docs)
+    residuals = cq.pq_decode(cq.unpack(np.asarray(store.residual_codes[rows])), store.tables)
+    return store.anchors(docs)[owner] + residuals, owner, run_starts
+
+
+def store_maxsim(store, q: np.ndarray, docs: np.ndarray) -> np.ndarray:
+    """MaxSim of the query vectors ``q`` (K_q, H) with each of ``docs`` through the store's batch scorer."""
+    return store.batch_maxsim(np.asarray(q, dtype=np.float32)[None], np.asarray(docs)[None])[0]
 
 
 def _unit(x):
@@ -74,7 +88,7 @@ def test_dense_index_types_through_pyserini_against_flat(corpus, kind, min_recal
 
     folder, vectors, docids, queries = corpus
     single = {q: _unit(v.sum(0)) for q, v in queries.items()}
-    with caplog.at_level(logging.INFO, logger="diffretriever_pyserini.dense_index"):
+    with caplog.at_level(logging.INFO, logger="diffretriever_pyserini.index.dense"):
         built = di.build_dense_index(folder, kind)
     small = [r.getMessage() for r in caplog.records if "training vectors" in r.getMessage()]
     if kind in ("pq", "ivfpq"):  # 1,500 training vectors for 256 centroids: said once, not by FAISS per sub-quantizer
@@ -166,13 +180,13 @@ def test_compressed_layout_and_decoding(store):
                                                           for f in cq.SEARCH_FILES) / N, abs=0.05)
     assert 0.9 < manifest["anchor_cosine"] <= 1.0 and 0 < manifest["relative_error"] < 0.2
     docs = np.array([0, 5, 7, 8, 1499])
-    decoded, owner, starts = packed.document_vectors(docs)
+    decoded, owner, starts = document_vectors(packed, docs)
     anchors = packed.anchors(docs)
     for d, a in zip(docs, anchors):
         kept = vectors[d][np.abs(vectors[d]).sum(-1) > 0]
         if len(kept):  # the anchor is the passage's mean vector, in 4-bit codes
             assert np.linalg.norm(a - kept.mean(0)) < 0.25
-    for r, (o, row) in enumerate(zip(owner, cq._ranges(np.asarray(packed.docstart[docs]),
+    for r, (o, row) in enumerate(zip(owner, _ranges(np.asarray(packed.docstart[docs]),
                                                           np.asarray(packed.docstart[docs + 1])))):
         codes = cq.unpack(np.asarray(packed.residual_codes[row:row + 1]))[0]
         by_hand = anchors[o] + np.concatenate([packed.tables[j, codes[j]] for j in range(len(codes))])
@@ -181,7 +195,7 @@ def test_compressed_layout_and_decoding(store):
     true = np.concatenate([vectors[d][np.abs(vectors[d]).sum(-1) > 0] for d in docs])
     assert np.median(np.linalg.norm(decoded - true, axis=1)) < 0.15
     q = true[:2]
-    assert packed.maxsim(q, docs)[2] == 0.0  # no vectors: MaxSim 0, as exact search scores it
+    assert store_maxsim(packed, q, docs)[2] == 0.0  # no vectors: MaxSim 0, as exact search scores it
 
 
 def test_lookup_table_maxsim_and_the_full_scan_equal_their_naive_definitions(store):
@@ -208,7 +222,7 @@ def test_lookup_table_maxsim_and_the_full_scan_equal_their_naive_definitions(sto
                 if d < 0:
                     assert got[i, j] == 0.0
                     continue
-                decoded, _, _ = packed.document_vectors(np.array([d]))
+                decoded, _, _ = document_vectors(packed, np.array([d]))
                 naive = sum(max([0.0] + [float(np.dot(q, v)) for v in decoded]) for q in batch[i])
                 assert got[i, j] == pytest.approx(naive, abs=1e-4)
     got = packed.batch_maxsim(padded, docs)

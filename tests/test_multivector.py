@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from diffretriever_pyserini import multivector as mv
-from diffretriever_pyserini.writers import FaissWriter
+from diffretriever_pyserini.index import multivector as mv
+from diffretriever_pyserini.encode.writers import FaissWriter
 
 
 def _naive_maxsim(q, p):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from diffretriever_pyserini.backbones import load_backbone
-from diffretriever_pyserini.backbones.tiny import write_checkpoint
-from diffretriever_pyserini.representation import KMaskReader, ReadoutConfig
+from diffretriever_pyserini.testing.tiny import write_checkpoint
+from diffretriever_pyserini.readout.kmask import KMaskReader, ReadoutConfig
 
 FAMILIES = ["dream", "llada", "qwen2"]
 

@@ -135,7 +135,7 @@ def test_pyserini_encode_and_hybrid_search_commands(small):
     scored = _run(["pyserini.eval.trec_eval", "-c", "-m", "ndcg_cut.10", str(root / "qrels.txt"),
                    str(root / "impact.trec")])
 
-    from diffretriever_pyserini.evaluation import evaluate_run_file
+    from diffretriever_pyserini.evaluate.metrics import evaluate_run_file
 
     ndcg = evaluate_run_file(root / "impact.trec", root / "qrels.txt")["metrics"]["ndcg_cut_10"]
     assert f"{ndcg:.4f}" in scored.stdout.split("ndcg_cut_10")[1].split("\n")[0]

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from diffretriever_pyserini.backbones import load_backbone
-from diffretriever_pyserini.backbones.tiny import write_checkpoint
+from diffretriever_pyserini.testing.tiny import write_checkpoint
 from diffretriever_pyserini.encoders import DiffRetrieverDocumentEncoder, DiffRetrieverQueryEncoder, build_reader
-from diffretriever_pyserini.lexical import content_words
+from diffretriever_pyserini.readout.lexical import content_words
 from diffretriever_pyserini.prompts import load_template
-from diffretriever_pyserini.representation import KMaskReader, ReadoutConfig
+from diffretriever_pyserini.readout.kmask import KMaskReader, ReadoutConfig
 
 SENTINEL = "XSENTINELX"
 LONG = " ".join(["microglia brain immune cells protein gene expression cancer tumour patients"] * 40)
@@ -412,7 +412,7 @@ def test_released_checkpoint_folder_is_read_as_trained(tiny, tmp_path):
 
 
 def test_adapters_that_do_not_fit_are_refused(tiny, tmp_path):
-    from diffretriever_pyserini.finetuned import FineTunedError
+    from diffretriever_pyserini.readout.finetuned import FineTunedError
 
     bb = load_backbone(str(tiny["dream"]), device="cpu", dtype="fp32")
     adapter = tmp_path / "a"
@@ -504,7 +504,7 @@ def test_unsupported_architecture_flags_are_refused(tiny, tmp_path, family, flag
 
 def test_trained_here_writes_what_the_encoders_read(tiny, tmp_path):
     """This project's own fine-tuned folder carries a retriever_config.json of the reference's shape."""
-    from diffretriever_pyserini.finetuned import find
+    from diffretriever_pyserini.readout.finetuned import find
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from diffretriever_pyserini import maxsim, modes
+from diffretriever_pyserini.search import maxsim
+
+from diffretriever_pyserini.search import modes
 
 
 def test_mode_table_is_consistent():
@@ -22,7 +24,7 @@ def test_mode_table_is_consistent():
 
 
 def test_paper_names_come_from_the_table():
-    from diffretriever_pyserini.paper import MODE_NAMES
+    from diffretriever_pyserini.evaluate.paper import MODE_NAMES
 
     assert MODE_NAMES == {"dense": "single_dense", "sparse": "sparse_max", "hybrid": "fusion_single_sparse_max",
                           "multi_dense": "multi_dense", "hybrid-multi": "fusion_multi_sparse_max"}
@@ -41,8 +43,8 @@ def test_combining_modes_fuse_the_first_stage_lists():
 
 
 def test_maxsim_methods_agree_with_exact_search(tmp_path):
-    from diffretriever_pyserini.multivector import MultiVectorStore
-    from diffretriever_pyserini.writers import FaissWriter
+    from diffretriever_pyserini.index.multivector import MultiVectorStore
+    from diffretriever_pyserini.encode.writers import FaissWriter
 
     rng = np.random.default_rng(0)
     kv = rng.standard_normal((300, 4, 32)).astype("float32")
@@ -68,7 +70,7 @@ def test_maxsim_methods_agree_with_exact_search(tmp_path):
 def test_one_record_per_backbone_family():
     from diffretriever_pyserini.backbones import FAMILIES, MODEL_TYPES
     from diffretriever_pyserini.backbones.families import FAMILY_RECORDS, LLADA_EOT_ID, get_family
-    from diffretriever_pyserini.finetuned import MODEL_TYPE_FAMILIES
+    from diffretriever_pyserini.readout.finetuned import MODEL_TYPE_FAMILIES
     from diffretriever_pyserini.training.trainer import LORA_TARGETS, default_recipe
 
     assert set(FAMILIES) == set(FAMILY_RECORDS) == set(LORA_TARGETS) == set(MODEL_TYPE_FAMILIES.values())

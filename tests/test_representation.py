@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from diffretriever_pyserini import representation as R
-from diffretriever_pyserini.scoring import maxsim, single_dense, sparse_dot
-from diffretriever_pyserini.lexical import content_words as R_content_words
-from diffretriever_pyserini.lexical import english_stopwords
+from diffretriever_pyserini.readout import representation as R
+from diffretriever_pyserini.search.scoring import maxsim, sparse_dot
+from diffretriever_pyserini.readout.lexical import content_words as R_content_words
+from diffretriever_pyserini.readout.lexical import english_stopwords
 
 
 def test_assemble_cuts_text_only_and_puts_masks_and_tail_on_top():
@@ -206,5 +206,5 @@ def test_scoring_modes_against_loops():
     assert np.allclose(maxsim(q, p), expected)
     # clamping: a query vector opposite to every passage vector adds 0, not a negative number
     assert maxsim(np.array([[1.0, 0.0]]), np.array([[[-1.0, 0.0]]])).tolist() == [0.0]
-    assert np.allclose(single_dense(q[0], p[:, 0]), [float(p[n, 0] @ q[0]) for n in range(4)])
+    assert np.allclose(maxsim(q[:1], p[:, :1]), [max(0.0, float(p[n, 0] @ q[0])) for n in range(4)])
     assert sparse_dot({"a": 2, "b": 3}, {"b": 4, "c": 9}) == 12

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from diffretriever_pyserini.sharding import shard_ranges
+from diffretriever_pyserini.encode.sharding import shard_ranges
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ def test_shard_ranges_are_contiguous_whole_windows():
 
 @pytest.fixture(scope="module")
 def tiny_dream(tmp_path_factory):
-    from diffretriever_pyserini.backbones.tiny import write_checkpoint
+    from diffretriever_pyserini.testing.tiny import write_checkpoint
 
     return write_checkpoint(tmp_path_factory.mktemp("tiny") / "dream", "dream")
 

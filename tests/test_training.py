@@ -114,7 +114,7 @@ def test_gathered_negatives_on_two_processes_equal_single_process():
 @pytest.fixture()
 def tiny_task(tmp_path):
     """A tiny Dream checkpoint, a 12-document corpus and 8 training examples."""
-    from diffretriever_pyserini.backbones.tiny import write_checkpoint
+    from diffretriever_pyserini.testing.tiny import write_checkpoint
 
     model = write_checkpoint(tmp_path / "dream", "dream")
     words = "microglia brain immune cells protein gene cancer tumour vaccine virus heart blood".split()
@@ -202,7 +202,7 @@ def test_scifact_training_claims_never_include_test_claims(tmp_path):
 def test_select_budget_picks_the_best_scoring_budget(slice_run, tmp_path):
     import argparse
 
-    from diffretriever_pyserini.backbones.tiny import write_checkpoint
+    from diffretriever_pyserini.testing.tiny import write_checkpoint
     from diffretriever_pyserini.pipeline import run_bm25
     from diffretriever_pyserini.training.budget import add_budget_options, select_budget
 

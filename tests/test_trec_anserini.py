@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from diffretriever_pyserini.runs import check_run, read_run, write_run
+from diffretriever_pyserini.search.runs import check_run, read_run, write_run
 
 
 def test_check_run_finds_every_problem(tmp_path):
@@ -42,7 +42,7 @@ def test_anserini_config_reproduces_the_pipeline_run(slice_run, tmp_path):
 
     import yaml
 
-    from diffretriever_pyserini.anserini import check_config, config_for, encode_queries
+    from diffretriever_pyserini.regressions.anserini import check_config, config_for, encode_queries
     from diffretriever_pyserini.pyserini_bridge.lucene import index_statistics
     from diffretriever_pyserini.pipeline import Paths
 
@@ -101,7 +101,7 @@ def test_pre_encoded_queries_in_pyserini_commands(slice_run, tmp_path):
     import os
 
     from conftest import offline
-    from diffretriever_pyserini.anserini import encode_queries
+    from diffretriever_pyserini.regressions.anserini import encode_queries
     from diffretriever_pyserini.pipeline import Paths
 
     cfg, _ = slice_run
@@ -128,7 +128,7 @@ def test_pre_encoded_queries_in_pyserini_commands(slice_run, tmp_path):
 
 
 def test_paper_verdicts():
-    from diffretriever_pyserini.paper import paper_status
+    from diffretriever_pyserini.evaluate.paper import paper_status
 
     assert paper_status(0.7334, 0.733) == "OK" and paper_status(0.7325, 0.733) == "OK"
     assert paper_status(0.7364, 0.733) == "OKish" and paper_status(0.728, 0.733) == "OKish"
@@ -138,7 +138,7 @@ def test_paper_verdicts():
 def test_paper_configs_carry_the_published_numbers(tmp_path):
     import yaml
 
-    from diffretriever_pyserini.paper import published, run_config_for, write_paper_configs
+    from diffretriever_pyserini.evaluate.paper import published, run_config_for, write_paper_configs
 
     written = {p.name: yaml.safe_load(p.read_text()) for p in write_paper_configs(tmp_path)}
     scifact = written["beir-v1.0.0-scifact.diffretriever-llada-8b-single.yaml"]
@@ -169,8 +169,8 @@ def test_paper_check_runs_the_pipeline_and_compares(scifact_slice, tmp_path):
     import yaml
 
     from diffretriever_pyserini.backbones import load_backbone
-    from diffretriever_pyserini.backbones.tiny import write_checkpoint
-    from diffretriever_pyserini.paper import check_paper_config
+    from diffretriever_pyserini.testing.tiny import write_checkpoint
+    from diffretriever_pyserini.evaluate.paper import check_paper_config
 
     import peft
     from safetensors.torch import save_file

@@ -65,7 +65,7 @@ class NativeDiffusionBackbone(Backbone):
         return token_id(self.tokenizer, self.end_of_turn_token)
 
     def forward_at(self, input_ids, attention_mask, positions):
-        from diffretriever_pyserini.representation import gather_positions
+        from diffretriever_pyserini.readout.representation import gather_positions
 
         ids, mask, pos = input_ids.to(self.device), attention_mask.to(self.device), positions.to(self.device)
         hidden = self.model.hidden_states(ids, mask)  # (B, L, D)

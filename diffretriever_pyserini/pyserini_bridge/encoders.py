@@ -1,4 +1,5 @@
-"""Pyserini encoders running the K-mask readout (the Pyserini-facing side of :mod:`diffretriever_pyserini.readers`).
+"""Pyserini encoders running the K-mask readout (the Pyserini-facing side of
+:mod:`diffretriever_pyserini.readout.readers`).
 
 ``DiffRetrieverDocumentEncoder`` and ``DiffRetrieverQueryEncoder`` subclass Pyserini's ``DocumentEncoder`` /
 ``QueryEncoder``. One forward pass per batch yields both outputs; the query encoder caches them so that
@@ -9,20 +10,21 @@ through :attr:`DiffRetrieverQueryEncoder.sparse`) share a single pass per query.
 from __future__ import annotations
 
 from diffretriever_pyserini.pyserini_bridge.hook import prepare_pyserini
-from diffretriever_pyserini.readers import DocumentReader, QueryReader
+from diffretriever_pyserini.readout.readers import DocumentReader, QueryReader
 
 prepare_pyserini()  # Java and the import hook before Pyserini's imports below (no JVM starts here)
 from pyserini.encode import DocumentEncoder as PyseriniDocumentEncoder  # noqa: E402
 from pyserini.encode import QueryEncoder as PyseriniQueryEncoder  # noqa: E402
 
 class DiffRetrieverDocumentEncoder(DocumentReader, PyseriniDocumentEncoder):
-    """Passage-side K-mask encoder, a Pyserini ``DocumentEncoder`` (see :class:`~diffretriever_pyserini.readers.
-    DocumentReader`). ``options``: see :func:`~diffretriever_pyserini.readers.build_reader`."""
+    """Passage-side K-mask encoder, a Pyserini ``DocumentEncoder`` (see :class:`~diffretriever_pyserini.readout.readers.
+    DocumentReader`). ``options``: see :func:`~diffretriever_pyserini.readout.readers.build_reader`."""
 
 
 class DiffRetrieverQueryEncoder(QueryReader, PyseriniQueryEncoder):
     """Query-side K-mask encoder, a Pyserini ``QueryEncoder`` for ``FaissSearcher`` (see
-    :class:`~diffretriever_pyserini.readers.QueryReader`); :attr:`sparse` is its face for ``LuceneImpactSearcher``."""
+    :class:`~diffretriever_pyserini.readout.readers.QueryReader`); :attr:`sparse` is its face for
+    ``LuceneImpactSearcher``."""
 
     def __init__(self, model_name="minilm", device=None, k: int | None = None, max_length: int | None = None,
                  top_k: int | None = None, batch_size: int = 32, **options):

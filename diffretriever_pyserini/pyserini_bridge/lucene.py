@@ -13,7 +13,7 @@ from pathlib import Path
 from diffretriever_pyserini.pyserini_bridge.child import command, run_java_child
 from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.pyserini_bridge.hook import prepare_pyserini
-from diffretriever_pyserini.writers import AtomicDir, exclusive, read_metadata, write_metadata
+from diffretriever_pyserini.encode.writers import AtomicDir, exclusive, read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
 

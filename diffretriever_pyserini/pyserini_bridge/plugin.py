@@ -89,7 +89,7 @@ def adapter_classes(document_base: type, query_base: type) -> tuple[type, type]:
         (as ``cls(model_name, device=...)``)."""
 
         def __init__(self, model_name: str, device=None, **ignored):
-            from diffretriever_pyserini.readers import DocumentReader
+            from diffretriever_pyserini.readout.readers import DocumentReader
 
             model, options = parse_spec(model_name)
             if ignored:
@@ -114,7 +114,7 @@ def adapter_classes(document_base: type, query_base: type) -> tuple[type, type]:
         """Query encoder built by Pyserini's search commands from ``diffretriever:...`` (dense or sparse output)."""
 
         def __init__(self, encoder_dir: str = None, device=None, **ignored):
-            from diffretriever_pyserini.readers import QueryReader
+            from diffretriever_pyserini.readout.readers import QueryReader
 
             super().__init__()
             model, options = parse_spec(encoder_dir)

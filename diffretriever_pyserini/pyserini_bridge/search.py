@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from diffretriever_pyserini.fusion import pyserini_hybrid
 from diffretriever_pyserini.pyserini_bridge.hook import prepare_pyserini
-from diffretriever_pyserini.runs import Run, ranked, remove_self_hits, search_depth
+from diffretriever_pyserini.search.runs import Run, ranked, remove_self_hits, search_depth
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def _collect(results) -> Run:
 def dense_searcher(index_dir, query_encoder):
     """Pyserini's ``FaissSearcher`` over a FAISS folder, its files verified first (:mod:`~.integrity`)."""
     from diffretriever_pyserini.integrity import check_docid_count, verify_files
-    from diffretriever_pyserini.writers import read_metadata
+    from diffretriever_pyserini.encode.writers import read_metadata
 
     meta = read_metadata(index_dir)
     if meta.get("files"):  # the recorded sizes and hashes cover the docid file too

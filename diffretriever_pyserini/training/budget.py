@@ -26,12 +26,12 @@ def add_budget_options(parser: argparse.ArgumentParser) -> None:
 
 def select_budget(args) -> tuple[tuple[int, int], str]:
     from diffretriever_pyserini.backbones import load_backbone
-    from diffretriever_pyserini.evaluation import evaluate
+    from diffretriever_pyserini.evaluate.metrics import evaluate
     from diffretriever_pyserini.fusion import normalized_fusion
-    from diffretriever_pyserini.report import parse_budgets
-    from diffretriever_pyserini.readers import readout_config
-    from diffretriever_pyserini.representation import KMaskReader
-    from diffretriever_pyserini.scoring import maxsim, sparse_dot
+    from diffretriever_pyserini.evaluate.report import parse_budgets
+    from diffretriever_pyserini.readout.readers import readout_config
+    from diffretriever_pyserini.readout.kmask import KMaskReader
+    from diffretriever_pyserini.search.scoring import maxsim, sparse_dot
     from diffretriever_pyserini.pyserini_bridge.search import bm25_search
     from diffretriever_pyserini.training.data import load_documents, read_examples
 

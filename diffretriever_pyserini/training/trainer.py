@@ -23,11 +23,12 @@ import torch
 
 from diffretriever_pyserini import __version__
 from diffretriever_pyserini.backbones.families import FAMILY_RECORDS, get_family
-from diffretriever_pyserini.finetuned import RETRIEVER_CONFIG
-from diffretriever_pyserini.representation import KMaskReader, ReadoutConfig, normalise
+from diffretriever_pyserini.readout.finetuned import RETRIEVER_CONFIG
+from diffretriever_pyserini.readout.representation import normalise
+from diffretriever_pyserini.readout.kmask import KMaskReader, ReadoutConfig
 from diffretriever_pyserini.training.data import TrainingExample, load_documents, read_examples
 from diffretriever_pyserini.training.losses import contrastive_loss, pooled_sparse
-from diffretriever_pyserini.writers import AtomicDir
+from diffretriever_pyserini.encode.writers import AtomicDir
 
 log = logging.getLogger(__name__)
 

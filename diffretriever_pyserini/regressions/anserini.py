@@ -143,7 +143,7 @@ def check_config(path: Path) -> list[tuple[str, str, float, float, str]]:
 
     Returns rows (model, metric, expected, measured, verdict); index statistics are compared too.
     """
-    from diffretriever_pyserini.evaluation import evaluate, read_qrels
+    from diffretriever_pyserini.evaluate.metrics import evaluate, read_qrels
     from diffretriever_pyserini.pyserini_bridge.lucene import build_impact_index, index_is_complete, index_statistics
     from diffretriever_pyserini.pyserini_bridge.search import impact_searcher, search_topics
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from diffretriever_pyserini.fusion import FUSION_DEPTH, FUSION_WEIGHTS, normalized_fusion, reciprocal_rank_fusion
-from diffretriever_pyserini.runs import Run
+from diffretriever_pyserini.search.runs import Run
 
 FIRST_STAGE = ("dense", "sparse", "multi_dense")
 

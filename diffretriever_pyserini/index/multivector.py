@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from diffretriever_pyserini.integrity import verify_files
-from diffretriever_pyserini.writers import AtomicDir, read_metadata
+from diffretriever_pyserini.encode.writers import AtomicDir, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def candidate_search(store: MultiVectorStore, rows: RowIndex, queries: dict[str,
 
 def top10_agreement(exact: dict, approx: dict) -> float:
     """Fraction of (query, rank) positions of the exact top-10 that ``approx`` reproduces at the same rank."""
-    from diffretriever_pyserini.runs import ranked
+    from diffretriever_pyserini.search.runs import ranked
 
     same = total = 0
     for qid, hits in exact.items():
@@ -180,7 +180,7 @@ def top10_agreement(exact: dict, approx: dict) -> float:
 def agreement(exact: dict, approx: dict, k: int) -> dict:
     """How an approximate run reproduces exact search on the same queries: mean recall of the exact top ``k`` in
     the approximate top ``k``, the same at 10, and the top-10 rank agreement (:func:`top10_agreement`)."""
-    from diffretriever_pyserini.runs import ranked
+    from diffretriever_pyserini.search.runs import ranked
 
     def recall(depth: int) -> float:
         values = []

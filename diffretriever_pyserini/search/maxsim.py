@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from diffretriever_pyserini import compressed
-from diffretriever_pyserini import multivector as mv
-from diffretriever_pyserini.runs import Run
+from diffretriever_pyserini.index import compressed
+from diffretriever_pyserini.index import multivector as mv
+from diffretriever_pyserini.search.runs import Run
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ def exclusive(output: str | os.PathLike):
 
 def check_docids(docids, output) -> None:
     """Refuse document ids a docid file (one per line) or a TREC run cannot hold (whitespace, control characters)."""
-    from diffretriever_pyserini.runs import id_problem
+    from diffretriever_pyserini.search.runs import id_problem
 
     for docid in docids:
         problem = id_problem(docid)
@@ -251,7 +251,7 @@ class FaissWriter:
             if exc_type is None:
                 tmp = self._dir.tmp
                 faiss.write_index(self._index, str(tmp / "index"))
-                _raw_to_npy(tmp / "kvectors.raw", tmp / "kvectors.npy", (self.count, *self._shape), self._kdtype)
+                raw_to_npy(tmp / "kvectors.raw", tmp / "kvectors.npy", (self.count, *self._shape), self._kdtype)
                 write_metadata(tmp, {**self.metadata, "documents": self.count, "dimension": int(self._shape[1]),
                                      "k": int(self._shape[0]), "faiss": "IndexFlatIP",
                                      "kvector_dtype": self._kdtype.name,
@@ -269,7 +269,7 @@ def write_npy_header(f, shape: tuple[int, ...], dtype: np.dtype) -> None:
                                              "fortran_order": False, "shape": tuple(shape)})
 
 
-def _raw_to_npy(raw: Path, out: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+def raw_to_npy(raw: Path, out: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
     """Prefix raw little-endian bytes with an .npy header (streamed, no copy in memory)."""
     with open(out, "wb") as f:
         write_npy_header(f, shape, dtype)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from diffretriever_pyserini.encoding import EncodeOutputs, encode_corpus
+from diffretriever_pyserini.encode.corpus import EncodeOutputs, encode_corpus
 from diffretriever_pyserini.errors import UserError
-from diffretriever_pyserini.writers import (AtomicDir, describe_files, exclusive, file_checksum, read_metadata,
+from diffretriever_pyserini.encode.writers import (AtomicDir, describe_files, exclusive, file_checksum, read_metadata,
                                             write_metadata, write_npy_header)
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from diffretriever_pyserini.backbones.families import END_OF_TURN_TOKENS, FAMILY_RECORDS, LLADA_EOT_ID
 from diffretriever_pyserini.errors import UserError
-from diffretriever_pyserini.limits import MAX_DENOISE_STEPS, MAX_K, MAX_TAIL
+from diffretriever_pyserini.readout.limits import MAX_DENOISE_STEPS, MAX_K, MAX_TAIL
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def trained_tail_ids(backbone, n_tail: int) -> list[int]:
 def run_defaults(model: str | None, adapter: str | None = None) -> dict:
     """K, lengths and denoising steps a run uses when unset: the fine-tuned folder's own K and steps, the
     reference's inference budget of 256 tokens on both sides."""
-    from diffretriever_pyserini.representation import DEFAULT_MAX_LENGTH
+    from diffretriever_pyserini.readout.representation import DEFAULT_MAX_LENGTH
 
     tuned = find(model, adapter)
     return {"k_q": tuned.k_q if tuned else 4, "k_p": tuned.k_p if tuned else 4,

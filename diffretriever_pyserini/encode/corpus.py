@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from diffretriever_pyserini import __version__
 from diffretriever_pyserini.errors import UserError, disk_full_error
-from diffretriever_pyserini.writers import FaissWriter, SparseWriter, file_checksum
+from diffretriever_pyserini.encode.writers import FaissWriter, SparseWriter, file_checksum
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from diffretriever_pyserini.errors import UserError
-from diffretriever_pyserini.writers import AtomicDir, describe_files, exclusive, read_metadata, write_metadata
+from diffretriever_pyserini.encode.writers import AtomicDir, describe_files, exclusive, read_metadata, write_metadata
 
 DENSE_INDEX_TYPES = ("flat", "sq16", "sq8", "sq6", "pq", "ivfpq", "hnsw-sq8")
 DEFAULT_NPROBE = 32

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from diffretriever_pyserini.representation import KMaskReader, Readout, ReadoutConfig
+from diffretriever_pyserini.readout.kmask import KMaskReader, Readout, ReadoutConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def readout_config(backbone, side: str, **overrides) -> tuple[ReadoutConfig, dic
 
     Returns the config and a description of the fine-tuned folder (None for a zero-shot model).
     """
-    from diffretriever_pyserini import finetuned
+    from diffretriever_pyserini.readout import finetuned
 
     tuned = finetuned.find(backbone.source, getattr(backbone, "adapter", None))
     if tuned is not None:

@@ -15,18 +15,20 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from diffretriever_pyserini import compressed, finetuned
-from diffretriever_pyserini.dense_index import DENSE_INDEX_TYPES
+from diffretriever_pyserini.index import compressed
+
+from diffretriever_pyserini.readout import finetuned
+from diffretriever_pyserini.index.dense import DENSE_INDEX_TYPES
 from diffretriever_pyserini.datasets import get_dataset, iter_prepared_corpus, prepare
 from diffretriever_pyserini.errors import UserError
-from diffretriever_pyserini.evaluation import evaluate_run_file
-from diffretriever_pyserini.limits import MAX_K
-from diffretriever_pyserini.maxsim import METHODS, MaxSimOptions, get_method
-from diffretriever_pyserini.modes import (MODE_TABLE, MODES, Fusing, first_stage_needed, get_mode,
+from diffretriever_pyserini.evaluate.metrics import evaluate_run_file
+from diffretriever_pyserini.readout.limits import MAX_K
+from diffretriever_pyserini.search.maxsim import METHODS, MaxSimOptions, get_method
+from diffretriever_pyserini.search.modes import (MODE_TABLE, MODES, Fusing, first_stage_needed, get_mode,
                                           reads_dense_index, reads_maxsim)
-from diffretriever_pyserini.multivector import DEFAULT_DEPTH
-from diffretriever_pyserini.runs import search_depth, write_run
-from diffretriever_pyserini.writers import exclusive, read_metadata
+from diffretriever_pyserini.index.multivector import DEFAULT_DEPTH
+from diffretriever_pyserini.search.runs import search_depth, write_run
+from diffretriever_pyserini.encode.writers import exclusive, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +257,7 @@ class Paths:
 
     @property
     def encodings(self):
-        from diffretriever_pyserini.encoding import EncodeOutputs
+        from diffretriever_pyserini.encode.corpus import EncodeOutputs
 
         return EncodeOutputs(Path(self.cfg.work) / "encodings" / self.dataset.name / self.cfg.passage_condition)
 
@@ -275,7 +277,7 @@ def step_prepare(cfg: RunConfig):
 
 def _passage_reader(cfg: RunConfig, backbone=None):
     """The condition's passage-side K-mask reader (no Pyserini: encoding workers build only this)."""
-    from diffretriever_pyserini.readers import build_reader
+    from diffretriever_pyserini.readout.readers import build_reader
 
     return build_reader(backbone or cfg.model, "passage", **cfg.readout_options("passage"), **cfg.backbone_options())
 
@@ -284,7 +286,7 @@ def _multi_dense(cfg: RunConfig, paths: "Paths", query_encoder, topics: dict[str
     """MaxSim run: exact brute force (the default, as the reference scores), FAISS row candidates + exact
     re-scoring (``--maxsim candidates``) or the compressed store (``--maxsim compressed``). An approximate run's
     agreement with exact search on ``maxsim_check`` queries is written to ``multi_dense.<method>.json`` beside it."""
-    from diffretriever_pyserini import multivector as mv
+    from diffretriever_pyserini.index import multivector as mv
     from diffretriever_pyserini.pyserini_bridge.search import finish_run
 
     store = mv.MultiVectorStore.open(paths.encodings.dense)
@@ -360,7 +362,7 @@ def step_encode(cfg: RunConfig, reader=None):
 
 
 def _encode(cfg: RunConfig, prepared, paths: Paths, reader):
-    from diffretriever_pyserini.encoding import corpus_metadata, encode_corpus
+    from diffretriever_pyserini.encode.corpus import corpus_metadata, encode_corpus
 
     request = encoding_request(cfg)
     corpus = corpus_metadata(prepared.corpus_dir)
@@ -383,7 +385,7 @@ def _encode(cfg: RunConfig, prepared, paths: Paths, reader):
     stats = json.loads((prepared.root / "dataset.json").read_text())
     meta = {"dataset": paths.dataset.name, "request": request, **corpus}
     if cfg.shard_num > 1 or cfg.workers > 1 or cfg.engine != "local" or cfg.shard_id is not None:
-        from diffretriever_pyserini import sharding
+        from diffretriever_pyserini.encode import sharding
 
         jobs = sharding.plan(prepared.corpus_dir, paths.encodings.root, cfg.shard_num, cfg.batch_size, cfg.window,
                              cfg.kvector_dtype, meta, stats["documents"])
@@ -411,7 +413,7 @@ def step_index(cfg: RunConfig) -> Path:
     """Sparse JsonVectorCollection -> Lucene impact index; the ``--dense-index`` index and the compressed MaxSim
     store when asked for (each skipped when complete)."""
     cfg = cfg.resolved()
-    from diffretriever_pyserini.dense_index import build_dense_index
+    from diffretriever_pyserini.index.dense import build_dense_index
     from diffretriever_pyserini.pyserini_bridge.lucene import build_impact_index, index_is_complete
 
     paths = Paths(cfg)
@@ -431,7 +433,7 @@ def step_index(cfg: RunConfig) -> Path:
 def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
     """Queries -> a run per selected mode (see MODES), each evaluated."""
     cfg = cfg.resolved()
-    from diffretriever_pyserini.dense_index import build_dense_index, describe
+    from diffretriever_pyserini.index.dense import build_dense_index, describe
     from diffretriever_pyserini.pyserini_bridge.encoders import DiffRetrieverQueryEncoder
     from diffretriever_pyserini.pyserini_bridge.lucene import index_is_complete
     from diffretriever_pyserini.pyserini_bridge.search import dense_searcher, impact_searcher, search_topics
@@ -471,7 +473,7 @@ def step_search(cfg: RunConfig, backbone=None) -> dict[str, dict]:
                          topic_order=topics)
         records[name] = evaluate_run_file(path, prepared.qrels, paths.dataset.metrics)
     if unmatched:  # what Anserini's impact search of the same index gives (no entries for those topics)
-        from diffretriever_pyserini.evaluation import evaluate, read_qrels
+        from diffretriever_pyserini.evaluate.metrics import evaluate, read_qrels
 
         records["sparse"]["lucene_only_metrics"] = evaluate(read_qrels(prepared.qrels), lucene_only,
                                                             paths.dataset.metrics)
@@ -581,7 +583,7 @@ def run_meanpool_control(cfg: RunConfig, max_length: int = 256) -> dict:
     unmodified ``python -m pyserini.encode`` command and searched with ``FaissSearcher``."""
     from diffretriever_pyserini.backbones import model_folder
     from diffretriever_pyserini.pyserini_bridge.search import dense_searcher, meanpool_query_encoder, search_topics
-    from diffretriever_pyserini.writers import AtomicDir
+    from diffretriever_pyserini.encode.writers import AtomicDir
 
     from diffretriever_pyserini.backbones.checkpoint import read_config
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from diffretriever_pyserini.errors import UserError
-from diffretriever_pyserini.runs import Run, ranked, read_run
+from diffretriever_pyserini.search.runs import Run, ranked, read_run
 
 DEFAULT_METRICS = ("ndcg_cut_10", "recall_100", "recall_1000")
 
@@ -18,7 +18,7 @@ DEFAULT_METRICS = ("ndcg_cut_10", "recall_100", "recall_1000")
 def read_qrels(path) -> dict[str, dict[str, int]]:
     """TREC qrels ``qid 0 docid rel`` (plain or .gz, a byte-order mark ignored); a bad line or a file without any
     judgment raises UserError naming file and line."""
-    from diffretriever_pyserini.runs import open_text
+    from diffretriever_pyserini.search.runs import open_text
 
     qrels: dict[str, dict[str, int]] = {}
     with open_text(path) as f:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from diffretriever_pyserini.modes import MODE_TABLE
+from diffretriever_pyserini.search.modes import MODE_TABLE
 
 from diffretriever_pyserini.datasets import DATASETS
 
@@ -82,7 +82,7 @@ def write_paper_configs(folder: Path) -> list[Path]:
 
 def paper_status(measured: float, expected: float) -> str:
     """OK (rounds to the published value), OKish (within 0.005), FAIL."""
-    from diffretriever_pyserini.anserini import status
+    from diffretriever_pyserini.regressions.anserini import status
 
     return status(measured, expected, PAPER_PRECISION, PAPER_OKISH)
 

@@ -1,0 +1,1 @@
+"""Anserini-style regression configs: writing them from runs and checking them (``anserini``)."""
