@@ -30,7 +30,7 @@ import numpy as np
 from diffretriever_pyserini.index import compressed as cq
 from diffretriever_pyserini.index import dense as di
 from diffretriever_pyserini.index import multivector as mv
-from diffretriever_pyserini.cli import _add_run_options, _config
+from diffretriever_pyserini.cli.options import add_run_options, run_config
 from verdicts import all_met, quality_verdicts
 
 MSMARCO_PASSAGES = 8_841_823
@@ -94,7 +94,7 @@ def scifact_vectors(args, cfg):
         single, multi = WindowMeans(cfg.k_p, cfg.batch_size).encode_all([topics[q] for q in qids], "stand-in queries")
         return dense_dir, qids, single, dict(zip(qids, multi)), qrels, "stand-in: MiniLM window means"
     reader = step_encode(cfg)
-    q_enc = DiffRetrieverQueryEncoder(reader.backbone, batch_size=cfg.batch_size, **cfg.readout_options("query"))
+    q_enc = DiffRetrieverQueryEncoder(reader.backbone, batch_size=cfg.batch_size, **cfg.resolve().readout.side("query"))
     q_enc.prime(list(topics.values()))
     single = np.stack([q_enc.encode(topics[q]) for q in qids]).astype(np.float32)
     multi = {q: q_enc.kvectors(topics[q]) for q in qids}
@@ -257,7 +257,7 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _add_run_options(parser)
+    add_run_options(parser)
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed repeats of each SciFact search (the fastest counts; the MaxSim searches "
                              "other than exact take turns)")
@@ -288,7 +288,7 @@ def main() -> None:
                  "benchmarks/standin.py)", demo)
     elif args.model == "minilm":
         log.info("--zero-shot: the zero-shot readout (random-level dense vectors: no quality verdict)")
-    cfg = _config(args).resolved()
+    cfg = run_config(args).resolved()
     dense_rows, multi_rows, shape = scifact_part(args, cfg)
     print(f"\nSciFact test: {shape['documents']} documents, {shape['queries']} queries, model {shape['model']}, "
           f"K_q = {shape['k_q']}, K_p = {shape['k_p']}, {shape['dim']} dimensions; top {cfg.hits}\n")

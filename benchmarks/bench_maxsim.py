@@ -13,12 +13,12 @@ import json
 import time
 
 from diffretriever_pyserini.index import multivector as mv
-from diffretriever_pyserini.cli import _add_run_options, _config
+from diffretriever_pyserini.cli.options import add_run_options, run_config
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _add_run_options(parser)
+    add_run_options(parser)
     parser.add_argument("--row-index", default="ivf", choices=["ivf", "flat"], help="FAISS index over the rows")
     parser.add_argument("--nprobe", type=int, default=mv.DEFAULT_NPROBE, help="IVF lists probed per query vector")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (fastest reported)")
@@ -27,12 +27,12 @@ def main() -> None:
     from diffretriever_pyserini.encoders import DiffRetrieverQueryEncoder
     from diffretriever_pyserini.pipeline import Paths, step_encode, step_prepare
 
-    cfg = _config(args).resolved()
+    cfg = run_config(args).resolved()
     reader = step_encode(cfg)
     paths, prepared = Paths(cfg), step_prepare(cfg)
     topics = prepared.query_texts()
     q_enc = DiffRetrieverQueryEncoder(reader.backbone, batch_size=cfg.batch_size,
-                                      **cfg.readout_options("query"))
+                                      **cfg.resolve().readout.side("query"))
     q_enc.prime(list(topics.values()))
     queries = {qid: q_enc.kvectors(text) for qid, text in topics.items()}
     store = mv.MultiVectorStore.open(paths.encodings.dense)

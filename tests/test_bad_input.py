@@ -236,15 +236,16 @@ def test_training_data_errors_and_missing_positives(tmp_path, caplog):
 # --------------------------------------------------------------------------- options, downloads, checkpoints
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--shard-num", "4", "--shard-id", "4"], "--shard-id 4 is outside 0..3"),
-    (["--shard-id", "-1"], "--shard-id -1"),
-    (["--window", "0"], "--window must be at least 1"),
-    (["--batch-size", "0"], "--batch-size must be at least 1"),
-    (["--modes", "dense,fast"], "unknown mode"),
+@pytest.mark.parametrize("command,args,needle", [
+    ("encode", ["--shard-num", "4", "--shard-id", "4"], "--shard-id 4 is outside 0..3 (--shard-num 4)"),
+    ("encode", ["--shard-id", "-1"], "--shard-id -1"),
+    ("encode", ["--window", "0"], "--window must be at least 1"),
+    ("encode", ["--batch-size", "0"], "--batch-size must be at least 1"),
+    ("search", ["--modes", "dense,fast"], "--modes names unknown mode(s) ['fast']"),
+    ("prepare", ["--topics", "t.tsv"], "--topics is read only with --corpus"),
 ])
-def test_bad_options_are_one_line_errors(tmp_path, args, needle):
-    proc = run_cli("encode", "--dataset", "scifact", "--mirror", beir_folder(tmp_path / "m"), "--work",
+def test_bad_options_are_one_line_errors(tmp_path, command, args, needle):
+    proc = run_cli(command, "--dataset", "scifact", "--mirror", beir_folder(tmp_path / "m"), "--work",
                    tmp_path / "work", *args)
     assert_one_line_error(proc, needle)
 
@@ -460,7 +461,8 @@ def _state(pid: int) -> str:
 def test_an_encoding_request_names_a_local_model_folder_by_its_absolute_path(tmp_path, monkeypatch):
     """The same fine-tuned folder named relative to two working directories is one request (its encodings are
     reused, not made again); a hub id stays as written."""
-    from diffretriever_pyserini.pipeline import RunConfig, _same_request, encoding_request
+    from diffretriever_pyserini.pipeline import RunConfig, encoding_request
+    from diffretriever_pyserini.pipeline.steps import _same_request
 
     model = tmp_path / "work" / "finetune" / "final"
     model.mkdir(parents=True)

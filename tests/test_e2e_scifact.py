@@ -66,7 +66,7 @@ def test_trec_eval_agrees_with_metrics_json(slice_run):
 def _query_encoder(cfg):
     from diffretriever_pyserini.encoders import DiffRetrieverQueryEncoder
 
-    return DiffRetrieverQueryEncoder(cfg.model, device="cpu", **cfg.resolved().readout_options("query"))
+    return DiffRetrieverQueryEncoder(cfg.model, device="cpu", **cfg.resolve().readout.side("query"))
 
 
 def _topics(cfg):

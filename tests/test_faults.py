@@ -212,9 +212,9 @@ def test_denoise_steps_and_k_are_bounded(tmp_path):
     from diffretriever_pyserini.errors import UserError
     from diffretriever_pyserini.pipeline import RunConfig
 
-    with pytest.raises(UserError, match="--denoise-steps 1000000 is more than K \\(4\\)"):
+    with pytest.raises(UserError, match="denoise_steps 1000000 is more than K \\(4\\)"):
         RunConfig(dataset="scifact", k_q=4, k_p=4, denoise_steps=1_000_000).validate()
-    with pytest.raises(UserError, match="--k-p must be at most 128, got 10000"):
+    with pytest.raises(UserError, match="k_p must be at most 128, got 10000"):
         RunConfig(dataset="scifact", k_q=4, k_p=10_000).validate()
     RunConfig(dataset="scifact", k_q=4, k_p=16, denoise_steps=16).validate()
 

@@ -309,9 +309,14 @@ def test_index_options_are_validated_and_named():
     assert ".dense-" not in base.condition and ".maxsim-" not in base.condition
     named = dataclasses.replace(base, dense_index="sq8", maxsim="compressed", maxsim_rerank=100).condition
     assert named.endswith(".dense-sq8.maxsim-compressed-rerank100")
-    for bad, match in [({"dense_index": "ivf"}, "--dense-index must be one of"),
-                       ({"maxsim": "plaid"}, "--maxsim must be one of"),
-                       ({"maxsim_nprobe": 0}, "--maxsim-nprobe must be at least 1"),
-                       ({"maxsim_rerank": -1}, "--maxsim-rerank must not be negative")]:
-        with pytest.raises(UserError, match=match):
+    from diffretriever_pyserini.cli.options import with_flags
+
+    for bad, match in [({"dense_index": "ivf"}, "dense_index must be one of"),
+                       ({"maxsim": "plaid"}, "maxsim must be one of"),
+                       ({"maxsim_nprobe": 0}, "maxsim_nprobe must be at least 1"),
+                       ({"maxsim_rerank": -1}, "maxsim_rerank must not be negative")]:
+        with pytest.raises(UserError, match=match) as caught:
             dataclasses.replace(base, **bad).validate()
+        # the Python API names the setting, the command line the flag
+        setting = match.split()[0]
+        assert with_flags(caught.value) == str(caught.value).replace(setting, "--" + setting.replace("_", "-"), 1)

@@ -202,9 +202,10 @@ def test_scifact_training_claims_never_include_test_claims(tmp_path):
 def test_select_budget_picks_the_best_scoring_budget(slice_run, tmp_path):
     import argparse
 
-    from diffretriever_pyserini.testing.tiny import write_checkpoint
+    from diffretriever_pyserini.cli.options import add_options, from_args
     from diffretriever_pyserini.pipeline import run_bm25
-    from diffretriever_pyserini.training.budget import add_budget_options, select_budget
+    from diffretriever_pyserini.testing.tiny import write_checkpoint
+    from diffretriever_pyserini.training.budget import BudgetConfig, select_budget
 
     cfg, _ = slice_run
     run_bm25(cfg)
@@ -218,12 +219,12 @@ def test_select_budget_picks_the_best_scoring_budget(slice_run, tmp_path):
     write_examples(heldout, [TrainingExample(q, topics[q], ds) for q, ds in qrels.items()])
     model = write_checkpoint(tmp_path / "dream", "dream")
     parser = argparse.ArgumentParser()
-    add_budget_options(parser)
+    add_options(parser, BudgetConfig)
     args = parser.parse_args(["--model", str(model), "--heldout", str(heldout), "--corpus",
                               str(work / "data" / "scifact" / "corpus"), "--bm25-index",
                               str(work / "indexes" / "scifact" / "bm25-flat"), "--budgets", "1:1,2:4",
                               "--depth", "10", "--device", "cpu"])
-    best, table = select_budget(args)
+    best, table = select_budget(from_args(BudgetConfig, args))
     scores = {tuple(int(x) for x in row.split("|")[1].split(",")): float(row.split("|")[2])
               for row in table.splitlines() if row.startswith("| ") and row.split("|")[1].strip()[:1].isdigit()}
     assert set(scores) == {(1, 1), (2, 4)}

@@ -7,14 +7,41 @@ title + ". " + text), ``topics.tsv`` (qid TAB text, the judged queries of the sp
 qid 0 docid rel). The names below are the package's public ones; import them from here.
 """
 
-from diffretriever_pyserini.datasets.files import (DOC_SEPARATOR, check_id, document_text, iter_corpus, one_line,
-                                                   read_beir_qrels, read_jsonl, read_queries, read_topics, record_id)
-from diffretriever_pyserini.datasets.prepare import (CORPUS_SHARD_SIZE, PREPARE_FORMAT, PreparedDataset,
-                                                     iter_prepared_corpus, prepare)
-from diffretriever_pyserini.datasets.registry import (BEIR_URL, CQADUPSTACK_FORUMS, DATASETS, BeirDataset,
-                                                      DatasetError, get_dataset)
-from diffretriever_pyserini.datasets.sources import (content_sha256, download_archive, fingerprint, source_dir,
-                                                     source_files, verify_sources)
+from diffretriever_pyserini.datasets.files import (
+                                                   DOC_SEPARATOR,
+                                                   check_id,
+                                                   document_text,
+                                                   iter_corpus,
+                                                   one_line,
+                                                   read_beir_qrels,
+                                                   read_jsonl,
+                                                   read_queries,
+                                                   read_topics,
+                                                   record_id,
+)
+from diffretriever_pyserini.datasets.prepare import (
+                                                   CORPUS_SHARD_SIZE,
+                                                   PREPARE_FORMAT,
+                                                   PreparedDataset,
+                                                   iter_prepared_corpus,
+                                                   prepare,
+)
+from diffretriever_pyserini.datasets.registry import (
+                                                   BEIR_URL,
+                                                   CQADUPSTACK_FORUMS,
+                                                   DATASETS,
+                                                   BeirDataset,
+                                                   DatasetError,
+                                                   get_dataset,
+)
+from diffretriever_pyserini.datasets.sources import (
+                                                   content_sha256,
+                                                   download_archive,
+                                                   fingerprint,
+                                                   source_dir,
+                                                   source_files,
+                                                   verify_sources,
+)
 
 __all__ = ["BEIR_URL", "CORPUS_SHARD_SIZE", "CQADUPSTACK_FORUMS", "DATASETS", "DOC_SEPARATOR", "PREPARE_FORMAT",
            "BeirDataset", "DatasetError", "PreparedDataset", "check_id", "content_sha256", "document_text",

@@ -2,11 +2,13 @@
 (BEIR ``_id``/``title``/``text`` or Pyserini ``id``/``contents``), queries, topics TSV and BEIR qrels."""
 
 from __future__ import annotations
+
 import gzip
 import json
 import zlib
 from pathlib import Path
 from typing import Iterator
+
 from diffretriever_pyserini.datasets.registry import DatasetError
 from diffretriever_pyserini.datasets.sources import find_file
 
@@ -122,7 +124,7 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _natural_key(qid: str):
+def natural_key(qid: str):
     return (0, int(qid), qid) if qid.isdigit() else (1, 0, qid)
 
 

@@ -2,10 +2,10 @@
 Pyserini / Anserini names of each."""
 
 from __future__ import annotations
+
 from dataclasses import dataclass
+
 from diffretriever_pyserini.errors import UserError
-
-
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
 """Official BEIR download folder; ``<name>.zip`` lives there. Override with ``BEIR_URL``."""

@@ -3,10 +3,10 @@ its checksum checked; the source files' fingerprints and content checks."""
 
 from __future__ import annotations
 
-import logging
 import errno
 import gzip
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -15,7 +15,9 @@ import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
+
 from diffretriever_pyserini.datasets.registry import BEIR_URL, BeirDataset, DatasetError
+
 
 def download_archive(dataset: BeirDataset, cache_dir: Path, base_url: str | None = None) -> Path:
     """Download ``<archive>.zip``, verify its checksums, extract it safely; return the extracted root.

@@ -210,15 +210,21 @@ class KMaskReader:
                        decoded=decoded.numpy())
 
     @torch.inference_mode()
+    def forward(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[bool]]:
+        """The one forward pass at the K positions (differentiable; :meth:`read` and the trainer both use it):
+        (B, K, H) hidden states, (B, K, V) logits, (B, V) allowed-term mask, truncation flags."""
+        input_ids, attention_mask, pos, truncated = self.batch_inputs(texts)
+        hidden, logits = self.backbone.forward_at(input_ids, attention_mask, pos)
+        return hidden, logits, self.allowed(texts, logits.shape[-1]), truncated
+
     def read(self, texts: Sequence[str]) -> Readout:
         """Read K dense and K sparse representations of every text: one forward pass (or ``denoise_steps``)."""
         if self.steps > 1:
             return self._read_denoised(texts)
-        input_ids, attention_mask, pos, truncated = self.batch_inputs(texts)
-        hidden, logits = self.backbone.forward_at(input_ids, attention_mask, pos)  # (B, K, H), (B, K, V)
+        hidden, logits, allowed, truncated = self.forward(texts)
         decoded = self._decoded(logits)
         keep = self._keep(logits, decoded)
-        weights = self._weights(logits, self.allowed(texts, logits.shape[-1]))
+        weights = self._weights(logits, allowed)
         impacts = self._impacts(weights, keep)
         c = self.config
         if c.fallback_k:

@@ -36,12 +36,12 @@ def encode_queries(cfg, out: Path | None = None) -> Path:
     from diffretriever_pyserini.pyserini_bridge.encoders import DiffRetrieverQueryEncoder
     from diffretriever_pyserini.pipeline import step_prepare
 
-    cfg = cfg.resolved()
-    topics = step_prepare(cfg).query_texts()
-    encoder = DiffRetrieverQueryEncoder(cfg.model, batch_size=cfg.batch_size, **cfg.readout_options("query"),
-                                        **cfg.backbone_options())
+    run = cfg.resolve()
+    topics = step_prepare(run).query_texts()
+    encoder = DiffRetrieverQueryEncoder(run.model.model, batch_size=run.model.batch_size,
+                                        **run.readout.side("query"), **run.model.backbone_options())
     encoder.prime(list(topics.values()))
-    out = Path(out) if out else query_file(cfg)
+    out = Path(out) if out else query_file(run.options)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         for qid, text in topics.items():

@@ -6,25 +6,28 @@ MaxSim + sparse fusion (hybrid-multi); the budget with the best nDCG@10 over the
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 
-def add_budget_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="backbone (fine-tuned folder, packaged name, folder)")
-    parser.add_argument("--adapter", default=None, help="LoRA adapter folder")
-    parser.add_argument("--heldout", required=True, help="held-out training JSONL (never trained on)")
-    parser.add_argument("--corpus", required=True, help="prepared corpus folder")
-    parser.add_argument("--bm25-index", required=True, help="BM25 index of that corpus (candidates)")
-    parser.add_argument("--budgets", default="1:1,4:4,4:16,16:16", help="candidate K_q:K_p budgets")
-    parser.add_argument("--depth", type=int, default=30, help="BM25 candidates per held-out query")
-    parser.add_argument("--device", default=None, help="auto, cpu, cuda:N")
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
+@dataclass(frozen=True)
+class BudgetConfig:
+    """What ``select-budget`` compares: the model, held-out queries, their candidates and the budgets."""
+
+    model: str = field(metadata={"help": "backbone (fine-tuned folder, packaged name, folder)"})
+    heldout: str = field(metadata={"help": "held-out training JSONL (never trained on)"})
+    corpus: str = field(metadata={"help": "prepared corpus folder"})
+    bm25_index: str = field(metadata={"help": "BM25 index of that corpus (candidates)"})
+    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder"})
+    budgets: str = field(default="1:1,4:4,4:16,16:16", metadata={"help": "candidate K_q:K_p budgets"})
+    depth: int = field(default=30, metadata={"help": "BM25 candidates per held-out query"})
+    device: str | None = field(default=None, metadata={"help": "auto, cpu, cuda:N"})
+    batch_size: int = field(default=32, metadata={"help": "texts per forward pass"})
 
 
-def select_budget(args) -> tuple[tuple[int, int], str]:
+def select_budget(args: BudgetConfig) -> tuple[tuple[int, int], str]:
     from diffretriever_pyserini.backbones import load_backbone
     from diffretriever_pyserini.evaluate.metrics import evaluate
     from diffretriever_pyserini.fusion import normalized_fusion

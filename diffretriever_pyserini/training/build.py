@@ -45,7 +45,8 @@ def build_training_data(cfg, source: str, negatives: int, out: str | None, tevat
         return out_path, write_examples(out_path, examples)  # Tevatron files carry their own hard negatives
     else:
         raise ValueError(f"unknown training source {source!r}")
-    from diffretriever_pyserini.pipeline import bm25_index, step_prepare
+    from diffretriever_pyserini.pipeline.controls import bm25_index
+    from diffretriever_pyserini.pipeline.steps import step_prepare
 
     corpus_ids = {d["id"] for d in iter_prepared_corpus(step_prepare(cfg).corpus_dir)}
     examples = keep_known_documents(examples, corpus_ids, f"{dataset.name} ({source})")

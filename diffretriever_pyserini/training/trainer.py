@@ -15,22 +15,21 @@ import json
 import logging
 import math
 import random
-import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from diffretriever_pyserini import __version__
 from diffretriever_pyserini.backbones.families import FAMILY_RECORDS, get_family
-from diffretriever_pyserini.readout.finetuned import RETRIEVER_CONFIG
-from diffretriever_pyserini.readout.representation import normalise
 from diffretriever_pyserini.readout.kmask import KMaskReader, ReadoutConfig
+from diffretriever_pyserini.readout.representation import normalise
 from diffretriever_pyserini.training.data import TrainingExample, load_documents, read_examples
 from diffretriever_pyserini.training.losses import contrastive_loss, pooled_sparse
-from diffretriever_pyserini.encode.writers import AtomicDir
+from diffretriever_pyserini.training.saving import (last_checkpoint, load_checkpoint, plot_losses, save_checkpoint,
+                                                    save_model)
 
 log = logging.getLogger(__name__)
+
 
 LORA_TARGETS = {name: list(f.lora_targets) for name, f in FAMILY_RECORDS.items()}
 """Family -> module names (attention and MLP projections) that get LoRA adapters (from the family records)."""
@@ -61,6 +60,8 @@ number of processes; K (4, 16) on Dream and (4, 4) elsewhere, as the paper's bud
 benchmarks/ft_sweep.py, docs/ft-sweep.md): full fine-tuning of MiniLM, batch 16, 3 BM25 negatives, 2 epochs, tau
 0.05, 100 / 384-token inputs (prompt included), dropout off; the reference's loss otherwise.
 """
+
+
 RECIPE_K = {"paper": {"dream": (4, 16)}}
 """Family-specific K of a recipe (the paper's selected budgets)."""
 
@@ -225,11 +226,9 @@ class Trainer:
 
     def encode(self, reader: KMaskReader, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable readout: (B, K, H) normalised vectors and (B, V) pooled content-restricted sparse."""
-        ids, mask, pos, _ = reader.batch_inputs(texts)
         with torch.autocast(self.backbone.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            hidden, logits = self.backbone.forward_at(ids, mask, pos)
-        allowed = reader.allowed(texts, logits.shape[-1]).to(logits.device)
-        return normalise(hidden.float()), pooled_sparse(logits, allowed)
+            hidden, logits, allowed, _ = reader.forward(texts)
+        return normalise(hidden.float()), pooled_sparse(logits, allowed.to(logits.device))
 
     def step_loss(self, batch: list[TrainingExample], docs: dict[str, str], epoch: int):
         """The loss of one step's local examples: each query against its positive, its hard negatives and every
@@ -306,11 +305,6 @@ def _schedule(optimizer, warmup_steps: int, total: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _last_checkpoint(out: Path) -> Path | None:
-    done = [p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
-
-
 def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     """Run (or resume) fine-tuning; returns the final model folder ``<out>/final``.
 
@@ -327,9 +321,9 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
     batches = batch_order(len(examples), cfg.batch_size, total, cfg.seed, trainer.world, trainer.rank)
     scheduler = _schedule(trainer.optimizer, int(cfg.warmup * total), total)
     state = {"step": 0, "losses": [], "config": asdict(cfg), "method": trainer.method, "total_steps": total}
-    last = _last_checkpoint(out)
+    last = last_checkpoint(out)
     if last is not None:
-        state = _load_checkpoint(last, trainer, scheduler)
+        state = load_checkpoint(last, trainer, scheduler)
         log.info("resuming from %s (step %d of %d)", last, state["step"], total)
     from tqdm import tqdm
 
@@ -350,15 +344,15 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Path:
         progress.update(1)
         progress.set_postfix(loss=f"{float(loss.detach()):.3f}")
         if trainer.rank == 0 and (state["step"] % cfg.save_every == 0 or state["step"] == total):
-            _save_checkpoint(out, trainer, scheduler, state)
+            save_checkpoint(out, trainer, scheduler, state)
         if stop_after is not None and state["step"] >= stop_after:
             progress.close()
             return out
     progress.close()
     final = out / "final"
     if trainer.rank == 0:
-        _save_model(final, trainer)
-        _plot_losses(state["losses"], out / "loss.png")
+        save_model(final, trainer)
+        plot_losses(state["losses"], out / "loss.png")
         (out / "losses.json").write_text(json.dumps(state["losses"], indent=1) + "\n")
     return final
 
@@ -372,104 +366,3 @@ def _all_reduce_grads(model, world: int) -> None:
         if p.grad is not None:
             dist.all_reduce(p.grad)
             p.grad /= world
-
-
-def _trainable_state(trainer: Trainer) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().contiguous() for n, p in trainer.model.named_parameters() if p.requires_grad}
-
-
-def _save_checkpoint(out: Path, trainer: Trainer, scheduler, state: dict) -> None:
-    from safetensors.torch import save_file
-
-    target = out / f"checkpoint-{state['step']}"
-    with AtomicDir(target) as tmp:
-        save_file(_trainable_state(trainer), str(tmp / "trainable.safetensors"))
-        torch.save({"optimizer": trainer.optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps(state) + "\n")
-    done = sorted((p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
-                  key=lambda p: int(p.name.split("-")[1]))
-    for old in done[: -trainer.cfg.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint(folder: Path, trainer: Trainer, scheduler) -> dict:
-    from safetensors.torch import load_file
-
-    weights = load_file(str(folder / "trainable.safetensors"))
-    params = dict(trainer.model.named_parameters())
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value.to(params[name].device))
-    extra = torch.load(folder / "optimizer.pt", weights_only=True)  # our own file; tensors and plain data only
-    trainer.optimizer.load_state_dict(extra["optimizer"])
-    scheduler.load_state_dict(extra["scheduler"])
-    torch.set_rng_state(extra["rng"])
-    return json.loads((folder / "trainer_state.json").read_text())
-
-
-def retriever_config(trainer: Trainer) -> dict:
-    """``retriever_config.json`` for a model trained here: the reference's keys (backbone type, mask id, hidden
-    size, K, prompt ids, tail, denoising steps, loss settings) plus a ``diffretriever`` block with every
-    hyper-parameter of the run, so the encoders read it exactly as they read the authors' released checkpoints."""
-    cfg, bb = trainer.cfg, trainer.backbone
-    return {"model_type": bb.family, "mask_token_id": bb.mask_token_id, "hidden_size": bb.hidden_size,
-            "max_length": cfg.p_max_length, "n_gen_tokens": cfg.k_q, "n_gen_q_tokens": cfg.k_q,
-            "n_gen_p_tokens": cfg.k_p, "temperature": cfg.tau, "num_denoise_steps": 1,
-            "sparse_weight": cfg.sparse_weight, "normalize": True,
-            "query_prefix_ids": trainer.q_reader.prefix, "query_suffix_ids": trainer.q_reader.suffix,
-            "passage_prefix_ids": trainer.p_reader.prefix, "passage_suffix_ids": trainer.p_reader.suffix,
-            "n_tail": len(trainer.p_reader.tail), "tail_ids": trainer.p_reader.tail,
-            "lora_rank": cfg.lora_r if trainer.method == "lora" else 0, "lora_alpha": cfg.lora_alpha,
-            "use_eos": False, "use_k_adapter": False, "use_k_pre_encoder": False,
-            "diffretriever": {**asdict(cfg), "method": trainer.method, "family": bb.family, "base_model": cfg.model,
-                              "run_name": Path(cfg.out).name, "version": __version__}}
-
-
-def _save_model(final: Path, trainer: Trainer) -> None:
-    """Full fine-tuning: a model folder loadable by ``--model``; LoRA: a PEFT adapter folder for ``--adapter``;
-    either with its ``retriever_config.json``."""
-    cfg, bb = trainer.cfg, trainer.backbone
-    with AtomicDir(final) as tmp:
-        if trainer.method == "full" and hasattr(trainer.model, "save_pretrained"):
-            trainer.model.save_pretrained(str(tmp), safe_serialization=True)
-            bb.tokenizer.save_pretrained(str(tmp))
-        elif trainer.method == "full":  # native Dream / LLaDA: the hub layout they load from
-            from safetensors.torch import save_file
-
-            from diffretriever_pyserini.backbones.checkpoint import local_folder
-
-            save_file({k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()},
-                      str(tmp / "model.safetensors"))
-            shutil.copy(local_folder(cfg.model) / "config.json", tmp / "config.json")
-            bb.tokenizer.save_pretrained(str(tmp))
-        else:
-            import peft
-            from safetensors.torch import save_file
-
-            state = peft.get_peft_model_state_dict(trainer.model)
-            save_file({f"base_model.model.{k}": v.detach().cpu().contiguous() for k, v in state.items()},
-                      str(tmp / "adapter_model.safetensors"))
-            (tmp / "adapter_config.json").write_text(json.dumps(
-                {"peft_type": "LORA", "r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
-                 "target_modules": LORA_TARGETS[bb.family], "base_model_name_or_path": cfg.model}, indent=2))
-        (tmp / RETRIEVER_CONFIG).write_text(json.dumps(retriever_config(trainer), indent=2) + "\n")
-
-
-def _plot_losses(losses: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    steps = [r["step"] for r in losses]
-    for key in ("loss", "dense", "sparse"):
-        ax.plot(steps, [r[key] for r in losses], label=key)
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy")
-    ax.set_title("fine-tuning loss")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
