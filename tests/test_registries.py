@@ -1,5 +1,7 @@
 """The tables the pipeline reads: scoring modes and MaxSim methods (one entry each, failing loudly when unknown)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,60 @@ def test_one_record_per_backbone_family():
     assert get_family("llada").end_of_turn_fallback == LLADA_EOT_ID == 126348
     with pytest.raises(ValueError, match="unknown backbone family 'mamba'.*families.py"):
         get_family("mamba")
+
+
+def test_dense_index_types_are_one_registry():
+    from diffretriever_pyserini.errors import UserError
+    from diffretriever_pyserini.index.dense import DENSE_INDEX_TYPES, get_index_type
+
+    assert list(DENSE_INDEX_TYPES) == ["flat", "sq16", "sq8", "sq6", "pq", "ivfpq", "hnsw-sq8"]
+    assert get_index_type("flat").make is None
+    index, params = get_index_type("ivfpq").make(10_000, 64)
+    assert index.d == 64 and params["nlist"] == 100 and params["m"] == 16
+    with pytest.raises(UserError, match="unknown dense index type 'ivf'.*index/dense.py"):
+        get_index_type("ivf")
+
+
+def test_every_run_setting_has_one_stage_and_commands_list_only_their_stages():
+    import dataclasses
+
+    from diffretriever_pyserini.cli.parser import COMMANDS, build_parser
+    from diffretriever_pyserini.pipeline.settings import STAGES, RunConfig, stage_fields
+
+    fields = dataclasses.fields(RunConfig)
+    assert all(f.metadata["stage"] in STAGES and f.metadata["help"] for f in fields)
+    assert sum(len(stage_fields(s)) for s in STAGES) == len(fields)
+    sub = build_parser()._subparsers._group_actions[0].choices
+    for name, (_, _, stages) in COMMANDS.items():
+        if not stages:  # a command with options of its own (train, fuse, ...)
+            continue
+        flags = {opt for action in sub[name]._actions for opt in action.option_strings}
+        for stage in STAGES:
+            wanted = {"--" + f.name.replace("_", "-") for f in stage_fields(stage)}
+            assert (wanted <= flags) if stage in stages else not (wanted & flags), (name, stage)
+    prepare_help = sub["prepare"].format_help()
+    assert "--corpus" in prepare_help and "--k-q" not in prepare_help and "--maxsim" not in prepare_help
+
+
+def test_a_run_is_resolved_once(tmp_path, monkeypatch):
+    """The fine-tuned folder is read once per resolve, and the steps take the resolved run as it is."""
+    from diffretriever_pyserini.pipeline import settings
+    from diffretriever_pyserini.pipeline.settings import RunConfig, as_run
+    from diffretriever_pyserini.readout import finetuned
+
+    folder = tmp_path / "tuned"
+    folder.mkdir()
+    (folder / finetuned.RETRIEVER_CONFIG).write_text(json.dumps({
+        "model_type": "dream", "n_gen_q_tokens": 4, "n_gen_p_tokens": 16, "num_denoise_steps": 2,
+        "diffretriever": {"run_name": "demo", "base_model": "Dream-org/Dream-v0-Instruct-7B"}}))
+    calls = []
+    real = finetuned.find
+    monkeypatch.setattr(finetuned, "find", lambda *a: calls.append(a) or real(*a))
+    run = RunConfig(dataset="scifact", model=str(folder)).resolve()
+    assert len(calls) == 1
+    assert (run.readout.k_q, run.readout.k_p, run.readout.denoise_steps) == (4, 16, 2)
+    assert run.condition == "diffretriever.Dream-org_Dream-v0-Instruct-7B.finetuned-demo.kq4-kp16.s2"
+    assert as_run(run) is run and len(calls) == 1
+    assert run.record()["readout"]["k_p"] == 16 and run.record()["finetuned"] == str(folder)
+    with pytest.raises(settings.SettingError, match="denoise_steps 17 is more than K"):
+        RunConfig(dataset="scifact", model=str(folder), denoise_steps=17).resolve()

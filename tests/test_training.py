@@ -151,9 +151,10 @@ def test_lora_finetune_saves_and_reloads(tiny_task, tmp_path):
     assert len(losses) == 4 and (tmp_path / "lora" / "loss.png").is_file()
     # the reloaded encoder (base + merged adapter) reproduces the trained model's outputs
     trained = Trainer(cfg)
-    from diffretriever_pyserini.training.trainer import _last_checkpoint, _load_checkpoint, _schedule
+    from diffretriever_pyserini.training.saving import last_checkpoint, load_checkpoint
+    from diffretriever_pyserini.training.trainer import _schedule
 
-    _load_checkpoint(_last_checkpoint(tmp_path / "lora"), trained, _schedule(trained.optimizer, 0, 4))
+    load_checkpoint(last_checkpoint(tmp_path / "lora"), trained, _schedule(trained.optimizer, 0, 4))
     trained.model.eval()
     with torch.no_grad():
         dense_trained, _ = trained.encode(trained.q_reader, ["what about cancer"])

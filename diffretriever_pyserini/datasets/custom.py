@@ -8,7 +8,8 @@ Accepted files:
 - topics: TSV (``qid TAB text``, as Pyserini's and MS MARCO's), JSON (``{qid: text}``, ``{qid: {"title": text}}`` as
   Pyserini's ``get_topics`` returns, or a list of records) or JSONL / JSONL.gz records (``_id`` / ``id`` / ``qid`` and
   ``text`` / ``title`` / ``query``);
-- qrels: TREC (``qid 0 docid rel``, whitespace-separated) or BEIR TSV (``query-id corpus-id score``, header optional).
+- qrels: TREC (``qid 0 docid rel``) or BEIR TSV (``query-id corpus-id score``, header optional), read by
+  :func:`~diffretriever_pyserini.evaluate.metrics.read_qrels`.
 
 The pipeline first turns a topics or qrels name that is not a file (``beir-v1.0.0-scifact-test``) into the file
 Pyserini holds on this machine, if any (:mod:`diffretriever_pyserini.pyserini_bridge.topics`).
@@ -161,29 +162,3 @@ def read_custom_topics(path: Path) -> dict[str, str]:
     if not topics:
         raise DatasetError("no topics in this file", path)
     return topics
-
-
-def read_any_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """TREC qrels (4 whitespace-separated fields) or BEIR TSV (3 tab-separated fields, optional header) as
-    ``{qid: {docid: rel}}``; a malformed line names file and line."""
-    path = Path(path)
-    qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts or (lineno == 1 and parts[0] in ("query-id", "qid", "query_id")):
-                continue
-            if len(parts) == 4:
-                qid, _, docid, rel = parts
-            elif len(parts) == 3:
-                qid, docid, rel = parts
-            else:
-                raise DatasetError(f"expected TREC (qid 0 docid rel) or BEIR (qid docid rel) fields, got "
-                                   f"{len(parts)}", path, lineno)
-            try:
-                value = int(rel)
-            except ValueError as exc:
-                raise DatasetError(f"relevance {rel!r} is not an integer", path, lineno) from exc
-            qrels.setdefault(check_id(qid, path, lineno, "query id"), {})[
-                check_id(docid, path, lineno, "document id")] = value
-    return qrels

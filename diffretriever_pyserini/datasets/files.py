@@ -85,26 +85,12 @@ def document_text(title: str, text: str) -> str:
 
 def read_beir_qrels(folder: Path, split: str) -> dict[str, dict[str, int]]:
     """BEIR ``qrels/<split>.tsv`` (header ``query-id corpus-id score``) as ``{qid: {docid: rel}}``."""
+    from diffretriever_pyserini.evaluate.metrics import read_qrels
+
     path = folder / "qrels" / f"{split}.tsv"
     if not path.is_file():
         raise DatasetError(f"missing qrels file {path}")
-    qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8-sig") as f:  # a byte-order mark must not hide the header
-        for lineno, line in enumerate(f, start=1):
-            parts = line.rstrip("\n").split("\t")
-            if lineno == 1 and parts[0] == "query-id":
-                continue
-            if not line.strip():
-                continue
-            if len(parts) != 3:
-                raise DatasetError(f"expected 3 tab-separated fields, got {len(parts)}", path, lineno)
-            try:
-                rel = int(parts[2])
-            except ValueError as exc:
-                raise DatasetError(f"relevance {parts[2]!r} is not an integer", path, lineno) from exc
-            qid = check_id(parts[0], path, lineno, "query id")
-            qrels.setdefault(qid, {})[check_id(parts[1], path, lineno, "document id")] = rel
-    return qrels
+    return read_qrels(path)
 
 
 def read_queries(folder: Path) -> dict[str, str]:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from diffretriever_pyserini.datasets.custom import (CustomCollection, corpus_files, iter_custom_corpus, read_any_qrels,
+from diffretriever_pyserini.datasets.custom import (CustomCollection, corpus_files, iter_custom_corpus,
                                                     read_custom_topics)
 from diffretriever_pyserini.datasets.files import (document_text, iter_corpus, natural_key, one_line, read_beir_qrels,
                                                    read_jsonl, read_queries)
 from diffretriever_pyserini.datasets.registry import BeirDataset, DatasetError
+from diffretriever_pyserini.evaluate.metrics import read_qrels
 from diffretriever_pyserini.datasets.sources import fingerprint, source_dir, source_files, verify_sources
 
 PREPARE_FORMAT = 2
@@ -119,7 +120,7 @@ def _custom_sources(dataset: CustomCollection) -> _Sources:
 
 def _read_custom(dataset: CustomCollection, s: _Sources) -> None:
     s.queries = read_custom_topics(Path(dataset.topics))
-    s.qrels = read_any_qrels(Path(dataset.qrels)) if dataset.qrels else {}
+    s.qrels = read_qrels(Path(dataset.qrels)) if dataset.qrels else {}
     unknown = sorted(set(s.qrels) - set(s.queries), key=natural_key)
     if unknown:
         log.warning("%s: %d judged topics are not in %s (e.g. %s); they are not searched", dataset.qrels,

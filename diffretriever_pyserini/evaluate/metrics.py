@@ -15,24 +15,34 @@ from diffretriever_pyserini.search.runs import Run, ranked, read_run
 DEFAULT_METRICS = ("ndcg_cut_10", "recall_100", "recall_1000")
 
 
+QRELS_HEADERS = ("query-id", "qid", "query_id")
+
+
 def read_qrels(path) -> dict[str, dict[str, int]]:
-    """TREC qrels ``qid 0 docid rel`` (plain or .gz, a byte-order mark ignored); a bad line or a file without any
-    judgment raises UserError naming file and line."""
-    from diffretriever_pyserini.search.runs import open_text
+    """Relevance judgements as ``{qid: {docid: rel}}``: TREC (``qid 0 docid rel``) or BEIR TSV (``query-id corpus-id
+    score``, its header line skipped), plain or .gz, a byte-order mark ignored. A malformed line, an id TREC files
+    cannot hold or a file without any judgment raises UserError naming file and line."""
+    from diffretriever_pyserini.search.runs import id_problem, open_text
 
     qrels: dict[str, dict[str, int]] = {}
     with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             parts = line.split()
-            if not parts:
+            if not parts or (not qrels and parts[0] in QRELS_HEADERS):
                 continue
-            if len(parts) != 4:
-                raise UserError(f"expected 'qid 0 docid rel', got {len(parts)} fields", path, lineno)
+            if len(parts) not in (3, 4):
+                raise UserError(f"expected 'qid 0 docid rel' (TREC) or 'query-id corpus-id score' (BEIR), got "
+                                f"{len(parts)} fields", path, lineno)
+            qid, docid, rel = parts[0], parts[-2], parts[-1]
             try:
-                rel = int(parts[3])
+                value = int(rel)
             except ValueError as exc:
-                raise UserError(f"relevance {parts[3]!r} is not an integer", path, lineno) from exc
-            qrels.setdefault(parts[0], {})[parts[2]] = rel
+                raise UserError(f"relevance {rel!r} is not an integer", path, lineno) from exc
+            for what, value_ in (("query id", qid), ("document id", docid)):
+                problem = id_problem(value_)
+                if problem:
+                    raise UserError(f"{what} {value_!r} {problem}", path, lineno)
+            qrels.setdefault(qid, {})[docid] = value
     if not qrels:
         raise UserError("no judgments in the qrels file", path)
     return qrels

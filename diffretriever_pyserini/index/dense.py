@@ -25,14 +25,15 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.encode.writers import AtomicDir, describe_files, exclusive, read_metadata, write_metadata
 
-DENSE_INDEX_TYPES = ("flat", "sq16", "sq8", "sq6", "pq", "ivfpq", "hnsw-sq8")
 DEFAULT_NPROBE = 32
 HNSW_M = 32
 HNSW_EF_SEARCH = 128
@@ -73,33 +74,70 @@ def _quick_pq_training(pq) -> None:
     pq.cp.min_points_per_centroid = 1  # a small sample is said once by write_index, not once per sub-quantizer
 
 
-def _new_index(kind: str, n: int, dim: int):
+def _scalar(qtype: str):
+    def make(n: int, dim: int):
+        import faiss
+
+        return faiss.IndexScalarQuantizer(dim, getattr(faiss.ScalarQuantizer, qtype), faiss.METRIC_INNER_PRODUCT), {}
+
+    return make
+
+
+def _pq(n: int, dim: int):
     import faiss
 
-    ip = faiss.METRIC_INNER_PRODUCT
-    if kind == "sq16":
-        return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, ip), {}
-    if kind == "sq8":
-        return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, ip), {}
-    if kind == "sq6":
-        return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_6bit, ip), {}
-    if kind == "pq":
-        m = pq_m(dim)
-        index = faiss.IndexPQ(dim, m, 8, ip)
-        _quick_pq_training(index.pq)
-        return index, {"m": m, "nbits": 8}
-    if kind == "ivfpq":
-        nlist, m = ivf_nlist(n), pq_m(dim)
-        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8, ip)
-        index.nprobe = min(DEFAULT_NPROBE, nlist)
-        index.cp.max_points_per_centroid = 64  # k-means on at most 64 points per list (training time)
-        _quick_pq_training(index.pq)
-        return index, {"nlist": nlist, "m": m, "nbits": 8, "nprobe": index.nprobe}
-    if kind == "hnsw-sq8":
-        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, HNSW_M, ip)
-        index.hnsw.efSearch = HNSW_EF_SEARCH
-        return index, {"hnsw_m": HNSW_M, "ef_search": HNSW_EF_SEARCH}
-    raise UserError(f"unknown dense index type {kind!r}; choose from {', '.join(DENSE_INDEX_TYPES)}")
+    m = pq_m(dim)
+    index = faiss.IndexPQ(dim, m, 8, faiss.METRIC_INNER_PRODUCT)
+    _quick_pq_training(index.pq)
+    return index, {"m": m, "nbits": 8}
+
+
+def _ivfpq(n: int, dim: int):
+    import faiss
+
+    nlist, m = ivf_nlist(n), pq_m(dim)
+    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+    index.nprobe = min(DEFAULT_NPROBE, nlist)
+    index.cp.max_points_per_centroid = 64  # k-means on at most 64 points per list (training time)
+    _quick_pq_training(index.pq)
+    return index, {"nlist": nlist, "m": m, "nbits": 8, "nprobe": index.nprobe}
+
+
+def _hnsw_sq8(n: int, dim: int):
+    import faiss
+
+    index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efSearch = HNSW_EF_SEARCH
+    return index, {"hnsw_m": HNSW_M, "ef_search": HNSW_EF_SEARCH}
+
+
+@dataclass(frozen=True)
+class DenseIndexType:
+    """``make(documents, dimension)`` -> an untrained FAISS index and its parameters (None: the flat index the
+    encoder writes, nothing to build)."""
+
+    name: str
+    make: Callable[[int, int], tuple[object, dict]] | None
+
+
+DENSE_INDEX_TYPES: dict[str, DenseIndexType] = {t.name: t for t in (
+    DenseIndexType("flat", None),
+    DenseIndexType("sq16", _scalar("QT_fp16")),
+    DenseIndexType("sq8", _scalar("QT_8bit")),
+    DenseIndexType("sq6", _scalar("QT_6bit")),
+    DenseIndexType("pq", _pq),
+    DenseIndexType("ivfpq", _ivfpq),
+    DenseIndexType("hnsw-sq8", _hnsw_sq8),
+)}
+"""The dense index types, one entry each (see the module table): adding a type is one entry and its function."""
+
+
+def get_index_type(kind: str) -> DenseIndexType:
+    """The dense index type ``kind``; an unknown one raises UserError naming the known ones and this file."""
+    if kind not in DENSE_INDEX_TYPES:
+        raise UserError(f"unknown dense index type {kind!r}; choose from {', '.join(DENSE_INDEX_TYPES)} "
+                        "(index/dense.py lists them)")
+    return DENSE_INDEX_TYPES[kind]
 
 
 def build_dense_index(dense_dir: str | Path, kind: str, seed: int = 0) -> Path:
@@ -131,7 +169,7 @@ def write_index(out: Path, kind: str, n: int, dim: int, sample: np.ndarray, chun
     import faiss
 
     start = time.perf_counter()
-    index, params = _new_index(kind, n, dim)
+    index, params = get_index_type(kind).make(n, dim)
     if not index.is_trained:
         centroids = 1 << params["nbits"] if "nbits" in params else 0  # per sub-quantizer (pq, ivfpq)
         if n < centroids:

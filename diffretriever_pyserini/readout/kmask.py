@@ -209,7 +209,6 @@ class KMaskReader:
                        sparse=to_term_dicts(impacts.cpu(), self.backbone.id_to_term), truncated=truncated,
                        decoded=decoded.numpy())
 
-    @torch.inference_mode()
     def forward(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[bool]]:
         """The one forward pass at the K positions (differentiable; :meth:`read` and the trainer both use it):
         (B, K, H) hidden states, (B, K, V) logits, (B, V) allowed-term mask, truncation flags."""
@@ -217,6 +216,7 @@ class KMaskReader:
         hidden, logits = self.backbone.forward_at(input_ids, attention_mask, pos)
         return hidden, logits, self.allowed(texts, logits.shape[-1]), truncated
 
+    @torch.inference_mode()
     def read(self, texts: Sequence[str]) -> Readout:
         """Read K dense and K sparse representations of every text: one forward pass (or ``denoise_steps``)."""
         if self.steps > 1:
