@@ -31,6 +31,11 @@ MAXSIM ?= exact
 DENSE_INDEX ?= flat
 DENOISE ?=
 CHECKPOINT ?= llada-8b-single
+CORPUS ?=
+TOPICS ?=
+QRELS ?=
+NAME ?=
+CONFIGS ?=
 PYTEST_ARGS ?=
 
 PY := $(VENV)/bin/python
@@ -47,7 +52,7 @@ RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(KQ),--k
 	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR)) \
 	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM) --dense-index $(DENSE_INDEX) $(if $(DENOISE),--denoise-steps $(DENOISE))
 
-.PHONY: help install stack stack-numbers test test-legacy demo bench-bm25 bench-k bench-maxsim bench-index bench-scale report baselines anserini-configs paper-configs \
+.PHONY: help install stack stack-numbers test test-legacy demo bench-bm25 bench-k bench-maxsim bench-index bench-scale report baselines anserini-configs collection paper-configs \
 	paper-check beir-all $(addprefix beir-,$(BEIR_DATASETS) $(MIRROR_ONLY_DATASETS))
 
 help: ## show this help
@@ -63,6 +68,7 @@ help: ## show this help
 	@echo "  DATASET=$(DATASET) (report)  MODES=$(MODES) (comma-separated; empty = all)  MAXSIM=$(MAXSIM) (exact|candidates|compressed)"
 	@echo "  DENSE_INDEX=$(DENSE_INDEX) (flat|sq16|sq8|sq6|pq|ivfpq|hnsw-sq8)"
 	@echo "  DENOISE=$(DENOISE) (denoising steps S; empty = 1, or a fine-tuned model's own)  CHECKPOINT=$(CHECKPOINT) (paper-check)"
+	@echo "  CORPUS=$(CORPUS) TOPICS=$(TOPICS) QRELS=$(QRELS) NAME=$(NAME) (collection)  CONFIGS=$(CONFIGS) (anserini-configs output)"
 	@echo "  RUNS=$(RUNS)  VENV=$(VENV)  PYTHON=$(PYTHON) (Python $(PY_VERSION))  PYSERINI_SPEC=$(PYSERINI_SPEC)"
 	@echo "  TORCH_SPEC=$(TORCH_SPEC)  LEGACY_PYTHON=$(LEGACY_PYTHON) (test-legacy)"
 
@@ -117,10 +123,18 @@ report: $(STAMP) ## K sweep {1,4,16} and (4,16), all modes, on DATASET: table + 
 baselines: $(STAMP) ## BM25 flat + multifield on DATASET, fused with our hybrid (RRF, normalize); prints the table
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini baselines --dataset $(DATASET) $(RUN_OPTS)
 
-anserini-configs: $(STAMP) ## (re)write anserini_configs/ from the measured runs, then check the DATASET one
+ANSERINI_ROOT = $(RUNS)/work/anserini
+anserini-configs: $(STAMP) ## Anserini regression config of DATASET's measured run (files laid out under RUNS/work/anserini; CONFIGS=anserini_configs refreshes the committed one), then check it
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini encode-queries --dataset $(DATASET) $(RUN_OPTS)
-	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini anserini-configs $(RUN_OPTS)
-	$(PY) -m diffretriever_pyserini check-config anserini_configs/beir-v1.0.0-$(DATASET).*.yaml
+	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini anserini-configs --dataset $(DATASET) $(RUN_OPTS) \
+		--root $(ANSERINI_ROOT) $(if $(CONFIGS),--folder $(CONFIGS) --overwrite)
+	$(PY) -m diffretriever_pyserini check-config \
+		$(or $(CONFIGS),$(ANSERINI_ROOT)/src/main/resources/regression)/beir-v1.0.0-$(DATASET).diffretriever.$(MODEL)*.yaml
+
+collection: $(STAMP) ## your own collection end to end: CORPUS=(JsonCollection folder or JSONL) TOPICS=(TSV, JSON, JSONL or a Pyserini name) [QRELS=] [NAME=]
+	@test -n "$(CORPUS)" -a -n "$(TOPICS)" || { echo "make collection needs CORPUS= and TOPICS= (QRELS= and NAME= optional)" >&2; exit 2; }
+	$(PY) -m diffretriever_pyserini run --corpus "$(CORPUS)" --topics "$(TOPICS)" $(if $(QRELS),--qrels "$(QRELS)") \
+		$(if $(NAME),--name $(NAME)) $(filter-out --mirror $(MIRROR),$(RUN_OPTS))
 
 paper-configs: $(STAMP) ## (re)write paper_configs/ from the published numbers (diffretriever_pyserini/resources/paper-results.yaml)
 	$(PY) -m diffretriever_pyserini paper-configs

@@ -66,7 +66,7 @@ def faiss_run(index, qids, queries: np.ndarray, docids, k: int) -> dict:
 
 def quality(run: dict, qrels: dict) -> dict:
     from diffretriever_pyserini.evaluate.metrics import evaluate
-    from diffretriever_pyserini.pyserini_bridge.search import finish_run
+    from diffretriever_pyserini.search.runs import finish_run
 
     scores = evaluate(qrels, finish_run(run, 1000, False), ("ndcg_cut_10", "recall_100"))
     return {"ndcg@10": round(scores["ndcg_cut_10"], 4), "r@100": round(scores["recall_100"], 4)}

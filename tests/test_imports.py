@@ -17,7 +17,7 @@ BRIDGE = f"{PACKAGE}.pyserini_bridge"
 # ".*" covers a whole package.
 USERS_OF_THE_BRIDGE = {f"{PACKAGE}.{m}" for m in ("pipeline.*", "cli.*", "cli", "regressions.anserini",
                                                   "evaluate.paper", "evaluate.report", "encoders", "search.modes",
-                                                  "search.maxsim_cli", "training.build", "training.budget")}
+                                                  "search.maxsim.__main__", "training.build", "training.budget")}
 # Core modules whose code must never reach Pyserini, pyjnius or the bridge, even lazily.
 CORE = {f"{PACKAGE}.{m}" for m in ("readout.readers", "readout.representation", "readout.kmask", "readout.lexical",
                                    "readout.finetuned", "encode.corpus", "encode.sharding", "encode.writers",

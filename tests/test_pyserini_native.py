@@ -145,3 +145,27 @@ def test_pyserini_encode_and_hybrid_search_commands(small):
         assert 0.0 <= rec["metrics"]["ndcg_cut_10"] <= 1.0
     # the sparse side retrieves clearly above chance on 150 documents with the relevant ones inside
     assert evaluate_run_file(root / "impact.trec", root / "qrels.txt")["metrics"]["ndcg_cut_10"] > 0.2
+
+
+def test_a_pyserini_topics_name_resolves_where_pyserini_holds_it(tmp_path):
+    """A topics name goes through Pyserini's own lookup: what it returns becomes a TSV file the pipeline reads (here
+    Pyserini's lookup answers from a stub, as it would from its cache); offline with nothing cached (both stacks
+    download topics on first use) the name is one clear error before anything runs."""
+    code = ("from pyserini.search import _base; "
+            "_base.get_topics = lambda name: {1: {'title': 'first  topic'}, 'b2': {'title': 'second'}}; "
+            "from diffretriever_pyserini.pyserini_bridge.topics import local_file; "
+            "print('FOUND', local_file('my-topics', 'topics'))")
+    cmd, env = offline([sys.executable, "-c", code], {**_env(), "PYSERINI_CACHE": str(tmp_path / "cache")})
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = Path(out.stdout.split("FOUND ", 1)[1].strip())
+    assert found == tmp_path / "cache" / "diffretriever-topics" / "my-topics.tsv"
+    assert found.read_text() == "1\tfirst topic\nb2\tsecond\n"
+    run = tmp_path / "r.trec"
+    run.write_text("1 Q0 d 1 1.0 t\n")
+    cmd, env = offline([sys.executable, "-m", "diffretriever_pyserini", "check-run", "--run", str(run),
+                        "--topics", "beir-v1.0.0-scifact-test"], {**_env(), "PYSERINI_CACHE": str(tmp_path)})
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    last = res.stderr.strip().splitlines()[-1]  # after the offline catalogue's log lines
+    assert res.returncode == 2 and last.startswith("diffretriever-pyserini: error: topics"), res.stderr
+    assert "neither a file nor a topics name Pyserini holds" in last

@@ -36,37 +36,60 @@ def test_gzip_runs_are_deterministic_and_readable(tmp_path):
 
 @pytest.mark.slow
 def test_anserini_config_reproduces_the_pipeline_run(slice_run, tmp_path):
-    """Config written from the measured slice run; its check (index + pre-encoded JsonStringVector topics) gives
-    the same numbers: OK for every metric and index statistic."""
+    """The config written from the measured slice run follows Anserini's schema, its TsvString topics hold the same
+    vectors as the JSONL ones, its expected results equal the pipeline's own sparse run as Anserini searches it
+    (Lucene's lists, -removeQuery), and check-config reproduces them from another working directory."""
     import dataclasses
+    import os
 
     import yaml
 
-    from diffretriever_pyserini.regressions.anserini import check_config, config_for, encode_queries
-    from diffretriever_pyserini.pyserini_bridge.lucene import index_statistics
-    from diffretriever_pyserini.pipeline import Paths
+    from diffretriever_pyserini.evaluate.metrics import evaluate, read_qrels
+    from diffretriever_pyserini.regressions.anserini import encode_queries, read_tsv_string, write_configs
+    from diffretriever_pyserini.regressions.schema import schema_problems
+    from diffretriever_pyserini.search.runs import remove_self_hits
 
-    cfg, records = slice_run
+    cfg, _ = slice_run
     cfg = dataclasses.replace(cfg, k_q=4, k_p=4)
+    run = cfg.resolve()
     queries = encode_queries(cfg)
-    first = json.loads(queries.read_text().splitlines()[0])
-    assert set(first) == {"qid", "contents", "vector"} and all(isinstance(v, int) for v in first["vector"].values())
+    lines = [json.loads(line) for line in queries.read_text().splitlines()]
+    assert set(lines[0]) == {"qid", "contents", "vector"}
+    assert all(isinstance(v, int) for v in lines[0]["vector"].values())
     assert (queries.with_suffix(".dense") / "embedding.pkl").is_file()
-    measured = records["sparse"].get("lucene_only_metrics") or records["sparse"]["metrics"]  # Anserini's view
-    results = {"nDCG@10": measured["ndcg_cut_10"], "R@100": measured["recall_100"], "R@1000": measured["recall_1000"]}
-    config = config_for(cfg, results, index_statistics(Paths(cfg).impact_index))
-    assert config["collection_class"] == "JsonVectorCollection" and config["topic_reader"] == "JsonStringVector"
-    path = tmp_path / "beir-v1.0.0-scifact.slice.yaml"
-    path.write_text("---\n" + yaml.safe_dump(config, sort_keys=False))
-    rows = check_config(path)
-    assert {r[1] for r in rows} >= {"nDCG@10", "R@100", "R@1000", "documents"}
-    assert all(r[4] == "OK" for r in rows), rows
+    assert read_tsv_string(queries.with_suffix(".tsv.gz")) == {o["qid"]: o["vector"] for o in lines}
+    [path] = write_configs(cfg, tmp_path / "anserini", tmp_path / "configs")
+    config = yaml.safe_load(path.read_text())
+    assert schema_problems(config) == []
+    assert config["topic_reader"] == "TsvString" and "-removeQuery" in config["models"][0]["params"]
+    assert not Path(config["corpus_path"]).is_absolute() and config["topics"][0]["qrel"].startswith("qrels.")
+    # expected = the pipeline's sparse run without its filled topics, self hits removed, evaluated independently
+    written = read_run(run.paths.run_dir / "sparse.trec")
+    filled = (json.loads((run.paths.run_dir / "config.json").read_text())["sparse_unmatched_topics"] or {})
+    lucene = remove_self_hits({q: h for q, h in written.items() if q not in filled.get("topics", [])})
+    ours = evaluate(read_qrels(run.paths.data / "scifact" / "qrels.txt"), lucene, ("ndcg_cut_10", "recall_100"))
+    results = config["models"][0]["results"]
+    assert results["nDCG@10"] == [round(ours["ndcg_cut_10"], 4)] and results["R@100"] == [round(ours["recall_100"], 4)]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cli = [sys.executable, "-m", "diffretriever_pyserini", "check-config"]
+    res = subprocess.run([*cli, str(path)], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("OK ") == 6 and "FAIL" not in res.stdout, res.stdout  # 3 index statistics, 3 metrics
     # a wrong expectation is reported as FAIL, a close one as OKish
-    config["models"][0]["results"]["nDCG@10"] = [round(measured["ndcg_cut_10"] + 0.01, 4)]
-    config["models"][0]["results"]["R@100"] = [round(measured["recall_100"] + 0.0003, 4)]
+    config["models"][0]["results"]["nDCG@10"] = [round(results["nDCG@10"][0] + 0.01, 4)]
+    config["models"][0]["results"]["R@100"] = [round(results["R@100"][0] + 0.0003, 4)]
     path.write_text("---\n" + yaml.safe_dump(config, sort_keys=False))
-    verdicts = {r[1]: r[4] for r in check_config(path)}
-    assert verdicts["nDCG@10"] == "FAIL" and verdicts["R@100"] == "OKish"
+    res = subprocess.run([*cli, str(path)], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert res.returncode == 1 and "FAIL" in res.stdout and "OKish" in res.stdout, res.stdout
+    # another root without the files: one line naming what is missing, nothing started (no index folder)
+    empty = tmp_path / "empty-root"
+    res = subprocess.run([*cli, str(path), "--root", str(empty)], cwd=elsewhere, env=env, capture_output=True,
+                         text=True)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "missing" in res.stderr and "corpus" in res.stderr and "topics[0]" in res.stderr and "qrel[0]" in res.stderr
+    assert not empty.exists()
 
 
 @pytest.mark.slow
@@ -101,8 +124,8 @@ def test_pre_encoded_queries_in_pyserini_commands(slice_run, tmp_path):
     import os
 
     from conftest import offline
-    from diffretriever_pyserini.regressions.anserini import encode_queries
     from diffretriever_pyserini.pipeline import Paths
+    from diffretriever_pyserini.regressions.anserini import encode_queries
 
     cfg, _ = slice_run
     cfg = dataclasses.replace(cfg, k_q=4, k_p=4).resolved()

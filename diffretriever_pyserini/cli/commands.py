@@ -140,7 +140,9 @@ def cmd_encode_queries(args) -> int:
 def cmd_anserini_configs(args) -> int:
     from diffretriever_pyserini.regressions.anserini import write_configs
 
-    for path in write_configs(run_config(args), Path(args.folder)):
+    cfg = run_config(args)
+    root = Path(args.root) if args.root else Path(cfg.work) / "anserini"
+    for path in write_configs(cfg, root, Path(args.folder) if args.folder else None, overwrite=args.overwrite):
         print(path)
     return 0
 
@@ -154,11 +156,15 @@ def cmd_check_config(args) -> int:
     overrides = {k: getattr(args, k) for k in ("model", "adapter", "device", "dtype", "batch_size", "mirror",
                                                "work", "runs", "dense_source")}
     failed = False
-    for config in args.config:
-        if "paper" in (yaml.safe_load(Path(config).read_text()) or {}):
-            rows = check_paper_config(Path(config), **overrides)
+    for config in map(Path, args.config):
+        if not config.is_file():
+            from diffretriever_pyserini.errors import UserError
+
+            raise UserError("no such config", config)
+        if "paper" in (yaml.safe_load(config.read_text()) or {}):
+            rows = check_paper_config(config, **overrides)
         else:
-            rows = check_config(Path(config))
+            rows = check_config(config, Path(args.root) if args.root else None)
         print(config)
         for model, metric, expected, measured, verdict in rows:
             shown = f"{measured:.4f}" if isinstance(measured, float) else measured
@@ -178,10 +184,15 @@ def cmd_paper_configs(args) -> int:
 
 
 def cmd_check_run(args) -> int:
-    from diffretriever_pyserini.datasets import read_topics
+    from diffretriever_pyserini.datasets.custom import read_custom_topics
+    from diffretriever_pyserini.errors import UserError
+    from diffretriever_pyserini.pipeline.settings import named_file
     from diffretriever_pyserini.search.runs import check_run
 
-    problems = check_run(args.run, list(read_topics(Path(args.topics))), args.max_hits)
+    topics = Path(named_file(args.topics, "topics"))
+    if not topics.is_file():
+        raise UserError(f"topics {args.topics!r} is neither a file nor a topics name Pyserini holds on this machine")
+    problems = check_run(args.run, list(read_custom_topics(topics)), args.max_hits)
     for p in problems:
         print(p)
     print(f"{args.run}: " + ("fit for submission" if not problems else f"{len(problems)} problem(s)"))

@@ -88,9 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_options(sub.choices["select-budget"], BudgetConfig)
     sub.choices["encode-queries"].add_argument("--out", default=None, help="output JSONL (default under --work)")
-    sub.choices["anserini-configs"].add_argument("--folder", default="anserini_configs", help="where to write")
+    ac = sub.choices["anserini-configs"]
+    ac.add_argument("--root", default=None, help="the Anserini-shaped folder the corpus, index, topics and qrels are "
+                                                 "laid out in (default: <work>/anserini)")
+    ac.add_argument("--folder", default=None, help="where the config and its sidecar go (default: "
+                                                   "<root>/src/main/resources/regression)")
+    ac.add_argument("--overwrite", action="store_true", help="replace a different config already there")
     cc = sub.choices["check-config"]
     cc.add_argument("config", nargs="+", help="config YAML file(s)")
+    cc.add_argument("--root", default=None, help="Anserini configs: the checkout their relative paths start from "
+                                                 "(default: the sidecar's, else the folder above src/main/...)")
     cc.add_argument("--model", default=None, help="paper configs: the base model (folder or hub id; default: the "
                                                   "config's base checkpoint)")
     cc.add_argument("--adapter", default=None, help="paper configs: the released adapter (folder or hub id; "
@@ -107,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["paper-configs"].add_argument("--folder", default="paper_configs", help="where to write")
     cr = sub.choices["check-run"]
     cr.add_argument("--run", required=True, help="TREC run (plain or .gz)")
-    cr.add_argument("--topics", required=True, help="topics TSV (qid TAB text)")
+    cr.add_argument("--topics", required=True, help="topics file (TSV, JSON, JSONL) or a Pyserini topics name held "
+                                                    "on this machine")
     cr.add_argument("--max-hits", type=int, default=1000, help="most hits allowed per topic")
     fu = sub.choices["fuse"]
     fu.add_argument("--runs", nargs="+", required=True, help="TREC runs to fuse")

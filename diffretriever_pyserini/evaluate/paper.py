@@ -82,9 +82,9 @@ def write_paper_configs(folder: Path) -> list[Path]:
 
 def paper_status(measured: float, expected: float) -> str:
     """OK (rounds to the published value), OKish (within 0.005), FAIL."""
-    from diffretriever_pyserini.regressions.anserini import status
+    from diffretriever_pyserini.evaluate.verdicts import verdict
 
-    return status(measured, expected, PAPER_PRECISION, PAPER_OKISH)
+    return verdict(measured, expected, PAPER_PRECISION, PAPER_OKISH)
 
 
 def run_config_for(config: dict, **overrides):

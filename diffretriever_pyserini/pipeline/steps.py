@@ -181,7 +181,7 @@ def multi_dense_run(run: Run, query_encoder, topics: dict[str, str]) -> dict:
     """The MaxSim run with the ``maxsim`` method; an approximate method's agreement with exact search on
     ``maxsim_check`` queries is written to ``multi_dense.<method>.json`` beside it."""
     from diffretriever_pyserini.index import multivector as mv
-    from diffretriever_pyserini.pyserini_bridge.search import finish_run
+    from diffretriever_pyserini.search.runs import finish_run
 
     dense, s = run.paths.encodings.dense, run.search
     store = mv.MultiVectorStore.open(dense)

@@ -13,16 +13,9 @@ from tqdm import tqdm
 
 from diffretriever_pyserini.fusion import pyserini_hybrid
 from diffretriever_pyserini.pyserini_bridge.hook import prepare_pyserini
-from diffretriever_pyserini.search.runs import Run, ranked, remove_self_hits, search_depth
+from diffretriever_pyserini.search.runs import Run, finish_run, search_depth
 
 log = logging.getLogger(__name__)
-
-
-def finish_run(run: Run, k: int, remove_query: bool) -> Run:
-    """Drop self hits when asked (ArguAna, Quora), keep the top ``k`` per query in deterministic order."""
-    if remove_query:
-        run = remove_self_hits(run)
-    return {qid: dict(ranked(hits, k)) for qid, hits in run.items()}
 
 
 def _collect(results) -> Run:

@@ -132,6 +132,13 @@ def remove_self_hits(run: Run) -> Run:
     return {qid: {d: s for d, s in hits.items() if d != qid} for qid, hits in run.items()}
 
 
+def finish_run(run: Run, k: int, remove_query: bool) -> Run:
+    """Drop self hits when asked (ArguAna, Quora), keep the top ``k`` per query in deterministic order."""
+    if remove_query:
+        run = remove_self_hits(run)
+    return {qid: dict(ranked(hits, k)) for qid, hits in run.items()}
+
+
 def check_run(path, topics, max_hits: int = 1000) -> list[str]:
     """Problems that would get a TREC submission rejected; an empty list means the run is fit to submit.
 
