@@ -36,6 +36,8 @@ TOPICS ?=
 QRELS ?=
 NAME ?=
 CONFIGS ?=
+BENCH ?=
+FREEZE ?=
 PYTEST_ARGS ?=
 
 PY := $(VENV)/bin/python
@@ -52,7 +54,7 @@ RUN_OPTS = --model $(MODEL) $(if $(ADAPTER),--adapter $(ADAPTER)) $(if $(KQ),--k
 	--threads $(THREADS) --runs $(RUNS) --work $(RUNS)/work $(if $(MIRROR),--mirror $(MIRROR)) \
 	$(if $(MODES),--modes $(MODES)) --maxsim $(MAXSIM) --dense-index $(DENSE_INDEX) $(if $(DENOISE),--denoise-steps $(DENOISE))
 
-.PHONY: help install stack stack-numbers test test-legacy demo bench-bm25 bench-k bench-maxsim bench-index bench-scale report baselines anserini-configs collection paper-configs \
+.PHONY: help install stack stack-numbers test test-legacy demo bench-bm25 bench-k bench-maxsim bench-index bench-scale report baselines anserini-configs collection paper-configs results docs repro-page \
 	paper-check beir-all $(addprefix beir-,$(BEIR_DATASETS) $(MIRROR_ONLY_DATASETS))
 
 help: ## show this help
@@ -144,6 +146,15 @@ paper-check: $(STAMP) ## released CHECKPOINT on DATASET vs the paper: OK / OKish
 		paper_configs/beir-v1.0.0-$(DATASET).diffretriever-$(CHECKPOINT).yaml \
 		$(if $(MODEL:minilm=),--model $(MODEL)) $(if $(ADAPTER),--adapter $(ADAPTER)) --device $(DEVICE) \
 		--dtype $(DTYPE) --batch-size $(BATCH) $(if $(MIRROR),--mirror $(MIRROR)) --work $(RUNS)/work --runs $(RUNS)
+
+results: ## copy the metrics, configs and benchmark JSON of RUNS into the committed results/ (BENCH="name=output.log ...")
+	$(PY) tools/collect_results.py --runs $(RUNS) --results results $(foreach b,$(BENCH),--bench $(b))
+
+docs: $(STAMP) ## rebuild every results table and plot of the README and docs/ from results/
+	$(PY) tools/docsgen.py --results results
+
+repro-page: $(STAMP) ## the two-click reproduction page docs/repro/index.html and its YAML source, from results/ (FREEZE=1 records the expected values first)
+	$(PY) -m diffretriever_pyserini.evaluate.twocr --results results --out docs/repro $(if $(FREEZE),--freeze)
 
 $(addprefix beir-,$(BEIR_DATASETS) $(MIRROR_ONLY_DATASETS)): beir-%: $(STAMP)
 	BEIR_MIRROR="$(MIRROR)" $(PY) -m diffretriever_pyserini run --dataset $* $(RUN_OPTS)
