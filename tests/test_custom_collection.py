@@ -93,39 +93,53 @@ def _as_files(mirror: Path, out: Path, pyserini_format: bool) -> tuple[Path, Pat
     return corpus, topics, trec
 
 
+OPTIONS = ["--model", "minilm", "--k-q", "4", "--k-p", "4", "--p-max-length", "128", "--q-max-length", "96",
+           "--device", "cpu", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def registry_cli_run(scifact_slice, tmp_path_factory):
+    """The registry route on the slice through the command line (a fresh process, as every route compared here:
+    run files are compared between processes started the same way)."""
+    root = tmp_path_factory.mktemp("registry-cli")
+    res = _cli("run", "--dataset", "scifact", "--mirror", scifact_slice, *OPTIONS, "--work", root / "work", "--runs",
+               root / "runs", cwd=root)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return root
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("pyserini_format", [False, True], ids=["beir-jsonl", "jsonvectorcollection-folder"])
-def test_your_own_files_give_the_registry_runs(slice_run, scifact_slice, tmp_path, pyserini_format):
+def test_your_own_files_give_the_registry_runs(registry_cli_run, scifact_slice, tmp_path, pyserini_format):
     """The slice given only as --corpus/--topics/--qrels files runs through the command line to the same run files,
     byte for byte, as the registry route (every mode), with the same metrics."""
-    cfg, records = slice_run
     corpus, topics, qrels = _as_files(scifact_slice, tmp_path / "files", pyserini_format)
-    options = ["--model", "minilm", "--k-q", "4", "--k-p", "4", "--p-max-length", "128", "--q-max-length", "96",
-               "--device", "cpu", "--batch-size", "32"]
-    res = _cli("run", "--corpus", corpus, "--topics", topics, "--qrels", qrels, "--name", "my-slice", *options,
+    res = _cli("run", "--corpus", corpus, "--topics", topics, "--qrels", qrels, "--name", "my-slice", *OPTIONS,
                "--work", tmp_path / "work", "--runs", tmp_path / "runs", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    registry_dir = cfg.resolve().paths.run_dir
+    [registry_dir] = (registry_cli_run / "runs" / "beir-v1.0.0-scifact").iterdir()
     mine = tmp_path / "runs" / "my-slice" / registry_dir.name
-    for mode, record in records.items():
-        assert (mine / f"{mode}.trec").read_bytes() == (registry_dir / f"{mode}.trec").read_bytes(), mode
-        theirs = json.loads((mine / f"{mode}.trec.metrics.json").read_text())["metrics"]
-        assert theirs == record["metrics"], mode
+    modes = sorted(p.name for p in registry_dir.glob("*.trec"))
+    assert len(modes) == 7 and sorted(p.name for p in mine.glob("*.trec")) == modes
+    for name in modes:
+        assert (mine / name).read_bytes() == (registry_dir / name).read_bytes(), name
+        ours = json.loads((mine / f"{name}.metrics.json").read_text())["metrics"]
+        assert ours == json.loads((registry_dir / f"{name}.metrics.json").read_text())["metrics"], name
     config = json.loads((mine / "config.json").read_text())
     assert config["settings"]["dataset"]["source"]["corpus"] == str(corpus.resolve())
 
 
 @pytest.mark.slow
-def test_maxsim_from_the_command_line_writes_the_search_run(slice_run, tmp_path):
-    cfg, _ = slice_run
-    run = cfg.resolve()
+def test_maxsim_from_the_command_line_writes_the_search_run(registry_cli_run, tmp_path):
+    [run_dir] = (registry_cli_run / "runs" / "beir-v1.0.0-scifact").iterdir()
+    [dense] = (registry_cli_run / "work" / "encodings" / "scifact").glob("*/dense")
     out = tmp_path / "maxsim.trec"
-    topics = run.paths.data / "scifact" / "topics.tsv"
-    cmd = [sys.executable, "-m", "diffretriever_pyserini.search.maxsim", "--index", str(run.paths.encodings.dense),
+    topics = registry_cli_run / "work" / "data" / "scifact" / "topics.tsv"
+    cmd = [sys.executable, "-m", "diffretriever_pyserini.search.maxsim", "--index", str(dense),
            "--topics", str(topics), "--output", str(out), "--hits", "1000", "--max-length", "96", "--device", "cpu",
-           "--run-tag", f"{run.condition}.multi_dense"]
+           "--run-tag", f"{run_dir.name}.multi_dense"]
     res = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert out.read_bytes() == (run.paths.run_dir / "multi_dense.trec").read_bytes()
+    assert out.read_bytes() == (run_dir / "multi_dense.trec").read_bytes()
     res = subprocess.run([*cmd[:4], str(tmp_path), *cmd[5:]], capture_output=True, text=True, env=ENV)
     assert res.returncode == 2 and "no kvectors.npy" in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -45,7 +45,8 @@ def run_label(run: str, config: dict | None = None) -> str:
     if run.startswith("bm25-"):
         return "BM25 " + run.removeprefix("bm25-")
     if run.startswith("meanpool."):
-        return f"mean pooling ({run.removeprefix('meanpool.')}), pyserini.encode + FaissSearcher"
+        model = run.removeprefix("meanpool.")
+        return f"mean pooling ({'packaged MiniLM' if model == 'model' else model}), pyserini.encode + FaissSearcher"
     k = re.search(r"\.kq(\d+)-kp(\d+)", run)
     budget = f" (K_q={k.group(1)}, K_p={k.group(2)})" if k else ""
     model = run.split(".")[1] if run.startswith("diffretriever.") else run
@@ -169,16 +170,24 @@ def paper_table(results: Path) -> str:
 
 
 def index_table(results: Path) -> str:
-    """Index types on SciFact: bytes per document, nDCG@10, recall against exact search (bench-index)."""
+    """Index types on SciFact (bench-index): bytes per document, nDCG@10, R@100, the change against flat / exact."""
     path = results / "bench" / "bench-index.json"
     if not path.is_file():
         return "No bench-index result in results/bench.\n"
-    data = json.loads(path.read_text())["scifact"]
-    rows = ["| index | kind | bytes / doc | nDCG@10 | recall@100 vs exact |", "|---|---|---:|---:|---:|"]
+    bench = json.loads(path.read_text())
+    data = bench["scifact"]
+    shape = data["shape"]
+    rows = [f"{shape['documents']:,} documents, {shape['queries']} queries, K_q = {shape['k_q']}, K_p = {shape['k_p']}, "
+            f"{shape['dim']} dimensions; vectors: {shape['model']}.", "",
+            "| index | searches | bytes / doc | queries/s | nDCG@10 | R@100 | vs flat / exact |",
+            "|---|---|---:|---:|---:|---:|---:|"]
     for kind, entries in (("dense", data.get("dense", [])), ("multi_dense", data.get("multi", []))):
         for e in entries:
-            rows.append(f"| {e.get('index') or e.get('name')} | {kind} | {e.get('bytes_per_doc', 0):,.0f} | "
-                        f"{_fmt(e.get('ndcg_cut_10'))} | {_fmt(e.get('recall_vs_exact', e.get('recall@100')))} |")
+            rows.append(f"| {e.get('index') or e.get('search')} | {kind} | {e['bytes_per_doc']:,.1f} | "
+                        f"{e['qps']:,.0f} | {_fmt(e.get('ndcg@10'))} | {_fmt(e.get('r@100'))} | "
+                        f"{e.get('d_ndcg@10', 0):+.4f} |")
+    targets = bench.get("targets") or {}
+    rows += ["", "Targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in targets.items()) + "."]
     return "\n".join(rows) + "\n"
 
 
@@ -241,11 +250,11 @@ def plots(results: Path, out: Path) -> list[Path]:
         data = json.loads(bench.read_text())["scifact"]
         fig, ax = plt.subplots(figsize=(6, 4))
         for kind, entries in (("dense", data.get("dense", [])), ("multi_dense", data.get("multi", []))):
-            xs = [e.get("bytes_per_doc", 0) for e in entries]
-            ys = [e.get("ndcg_cut_10", 0) for e in entries]
+            xs = [e["bytes_per_doc"] + e.get("extra_float16_bytes_per_doc", 0) for e in entries]
+            ys = [e["ndcg@10"] for e in entries]
             ax.scatter(xs, ys, label=kind)
             for e, x, y in zip(entries, xs, ys):
-                ax.annotate(e.get("index") or e.get("name"), (x, y), fontsize=6)
+                ax.annotate((e.get("index") or e.get("search")).split(" (")[0][:24], (x, y), fontsize=6)
         ax.set_xscale("log")
         ax.set_xlabel("bytes per document")
         ax.set_ylabel("nDCG@10")
