@@ -57,6 +57,12 @@ def run_label(run: str, config: dict | None = None) -> str:
     return run
 
 
+def fusion_label(name: str) -> str:
+    """``<condition>.hybrid+bm25-flat.rrf`` (a fusion run's name) -> its row label."""
+    condition, _, fused = name.partition(".hybrid+")
+    return f"{run_label(condition)} hybrid + {fused.replace('.', ' (', 1)})"
+
+
 def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "–"
 
@@ -89,10 +95,7 @@ def collection_rows(runs: dict) -> list[tuple[str, dict]]:
     for run in _ordered_runs(runs):
         modes = runs[run]
         if run == "fusion":
-            for name in sorted(modes):
-                condition, _, fused = name.partition(".hybrid+")
-                rows.append((f"{run_label(condition)} hybrid + {fused.replace('.', ' (', 1)})",
-                             modes[name]["metrics"]))
+            rows += [(fusion_label(name), modes[name]["metrics"]) for name in sorted(modes)]
             continue
         for mode in sorted(modes, key=lambda m: MODE_ORDER.index(m) if m in MODE_ORDER else 99):
             suffix = "" if mode in ("bm25", "dense") and not run.startswith("diffretriever") else \
@@ -115,15 +118,12 @@ def headline(results: Path) -> str:
     for run in _ordered_runs(runs):
         modes = runs[run]
         if run == "fusion":
-            for name, m in sorted(modes.items()):
-                condition, _, fused = name.partition(".hybrid+")
-                if fused.endswith(".rrf"):
-                    rows.append((f"{run_label(condition)} hybrid + {fused.replace('.', ' (', 1)})", m["metrics"]))
+            rows += [(fusion_label(name), m["metrics"]) for name, m in sorted(modes.items()) if name.endswith(".rrf")]
         elif run.startswith(("bm25", "meanpool")):
             rows += [(run_label(run), m["metrics"]) for m in modes.values()]
-        else:
+        elif ".kq4-kp4" in run or ".finetuned" in run:
             rows += [(f"{run_label(run)} {MODE_LABELS[mode]}", modes[mode]["metrics"]) for mode in HEADLINE_MODES
-                     if mode in modes and ".kq4-kp4" in run or mode in modes and ".finetuned" in run]
+                     if mode in modes]
     return "SciFact test (300 queries, 5,183 abstracts), measured on a 2-core CPU:\n\n" + \
         table(rows, ["ndcg_cut_10", "recall_100"])
 
@@ -177,8 +177,8 @@ def index_table(results: Path) -> str:
     bench = json.loads(path.read_text())
     data = bench["scifact"]
     shape = data["shape"]
-    rows = [f"{shape['documents']:,} documents, {shape['queries']} queries, K_q = {shape['k_q']}, K_p = {shape['k_p']}, "
-            f"{shape['dim']} dimensions; vectors: {shape['model']}.", "",
+    rows = [f"{shape['documents']:,} documents, {shape['queries']} queries, K_q = {shape['k_q']}, "
+            f"K_p = {shape['k_p']}, {shape['dim']} dimensions; vectors: {shape['model']}.", "",
             "| index | searches | bytes / doc | queries/s | nDCG@10 | R@100 | vs flat / exact |",
             "|---|---|---:|---:|---:|---:|---:|"]
     for kind, entries in (("dense", data.get("dense", [])), ("multi_dense", data.get("multi", []))):
@@ -218,6 +218,17 @@ TABLES = {
 
 # --------------------------------------------------------------------------- plots
 
+def _save(fig, ax, path: Path) -> Path:
+    """Legend, layout, a PNG without a software stamp; the figure closed."""
+    import matplotlib.pyplot as plt
+
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
 def plots(results: Path, out: Path) -> list[Path]:
     """nDCG@10 vs K per mode (zero-shot readout, SciFact) and bytes per document vs nDCG@10 per index type."""
     import matplotlib
@@ -240,11 +251,7 @@ def plots(results: Path, out: Path) -> list[Path]:
         ax.set_xlabel("K (K_q = K_p)")
         ax.set_ylabel("nDCG@10")
         ax.set_title("MS MARCO DL19 sample, zero-shot MiniLM readout: nDCG@10 vs K")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "ndcg-vs-k.png", dpi=100, metadata={"Software": None})
-        plt.close(fig)
-        written.append(out / "ndcg-vs-k.png")
+        written.append(_save(fig, ax, out / "ndcg-vs-k.png"))
     bench = results / "bench" / "bench-index.json"
     if bench.is_file():
         data = json.loads(bench.read_text())["scifact"]
@@ -259,11 +266,7 @@ def plots(results: Path, out: Path) -> list[Path]:
         ax.set_xlabel("bytes per document")
         ax.set_ylabel("nDCG@10")
         ax.set_title("SciFact: index size vs quality")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "bytes-vs-ndcg.png", dpi=100, metadata={"Software": None})
-        plt.close(fig)
-        written.append(out / "bytes-vs-ndcg.png")
+        written.append(_save(fig, ax, out / "bytes-vs-ndcg.png"))
     return written
 
 
@@ -272,14 +275,21 @@ def plots(results: Path, out: Path) -> list[Path]:
 def render(results: Path, repo: Path = REPO) -> dict[Path, str]:
     """Each markdown file with a generated table -> its text with every table rebuilt from ``results``."""
     files: dict[Path, str] = {}
-    for name, (rel, build) in TABLES.items():
+    for rel in dict.fromkeys(rel for rel, _ in TABLES.values()):
         path = repo / rel
-        text = files.get(path) or path.read_text()
-        pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"{rel}: no <!-- generated:{name} --> block")
-        body = build(results)
-        files[path] = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+        text, found = path.read_text(), []
+
+        def rebuild(m: re.Match) -> str:
+            name = m.group("name")
+            if name not in TABLES or TABLES[name][0] != rel:
+                raise SystemExit(f"{rel}: block {name!r} is not a table of this file")
+            found.append(name)
+            return m.group(1) + TABLES[name][1](results) + m.group(4)
+
+        files[path] = BLOCK.sub(rebuild, text)
+        missing = [n for n, (r, _) in TABLES.items() if r == rel and n not in found]
+        if missing:
+            raise SystemExit(f"{rel}: no <!-- generated:NAME --> block for {missing}")
     return files
 
 

@@ -9,7 +9,7 @@ Accepted files:
   Pyserini's ``get_topics`` returns, or a list of records) or JSONL / JSONL.gz records (``_id`` / ``id`` / ``qid`` and
   ``text`` / ``title`` / ``query``);
 - qrels: TREC (``qid 0 docid rel``) or BEIR TSV (``query-id corpus-id score``, header optional), read by
-  :func:`~diffretriever_pyserini.evaluate.metrics.read_qrels`.
+  :func:`~diffretriever_pyserini.datasets.files.read_qrels`.
 
 The pipeline first turns a topics or qrels name that is not a file (``beir-v1.0.0-scifact-test``) into the file
 Pyserini holds on this machine, if any (:mod:`diffretriever_pyserini.pyserini_bridge.topics`).
@@ -17,14 +17,13 @@ Pyserini holds on this machine, if any (:mod:`diffretriever_pyserini.pyserini_br
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from diffretriever_pyserini.datasets.files import check_id, read_jsonl, record_id
+from diffretriever_pyserini.datasets.files import check_id, iter_tsv, read_jsonl, record_id
 from diffretriever_pyserini.datasets.registry import DatasetError
 
 CORPUS_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
@@ -150,15 +149,8 @@ def read_custom_topics(path: Path) -> dict[str, str]:
         for qid, value in items:
             add(str(qid), value if isinstance(value, str) else _topic_text(value, path, None), None)
     else:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8-sig") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                qid, sep, text = line.rstrip("\n").partition("\t")
-                if not sep:
-                    raise DatasetError("expected 'qid<TAB>text'", path, lineno)
-                add(qid, text, lineno)
+        for lineno, qid, text in iter_tsv(path):
+            add(qid, text, lineno)
     if not topics:
         raise DatasetError("no topics in this file", path)
     return topics

@@ -83,10 +83,38 @@ def document_text(title: str, text: str) -> str:
     return title or text
 
 
+QRELS_HEADERS = ("query-id", "qid", "query_id")
+
+
+def read_qrels(path) -> dict[str, dict[str, int]]:
+    """Relevance judgements as ``{qid: {docid: rel}}``: TREC (``qid 0 docid rel``) or BEIR TSV (``query-id corpus-id
+    score``, its header line skipped), plain or .gz, a byte-order mark ignored. A malformed line, an id TREC files
+    cannot hold or a file without any judgment raises an error naming file and line."""
+    from diffretriever_pyserini.search.runs import open_text
+
+    qrels: dict[str, dict[str, int]] = {}
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts or (not qrels and parts[0] in QRELS_HEADERS):
+                continue
+            if len(parts) not in (3, 4):
+                raise DatasetError(f"expected 'qid 0 docid rel' (TREC) or 'query-id corpus-id score' (BEIR), got "
+                                   f"{len(parts)} fields", path, lineno)
+            qid, docid, rel = parts[0], parts[-2], parts[-1]
+            try:
+                value = int(rel)
+            except ValueError as exc:
+                raise DatasetError(f"relevance {rel!r} is not an integer", path, lineno) from exc
+            qrels.setdefault(check_id(qid, path, lineno, "query id"), {})[
+                check_id(docid, path, lineno, "document id")] = value
+    if not qrels:
+        raise DatasetError("no judgments in the qrels file", path)
+    return qrels
+
+
 def read_beir_qrels(folder: Path, split: str) -> dict[str, dict[str, int]]:
     """BEIR ``qrels/<split>.tsv`` (header ``query-id corpus-id score``) as ``{qid: {docid: rel}}``."""
-    from diffretriever_pyserini.evaluate.metrics import read_qrels
-
     path = folder / "qrels" / f"{split}.tsv"
     if not path.is_file():
         raise DatasetError(f"missing qrels file {path}")
@@ -114,15 +142,21 @@ def natural_key(qid: str):
     return (0, int(qid), qid) if qid.isdigit() else (1, 0, qid)
 
 
-def read_topics(path: Path) -> dict[str, str]:
-    """A topics TSV (qid TAB text) as an ordered dict."""
-    topics: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
+def iter_tsv(path: Path) -> Iterator[tuple[int, str, str]]:
+    """``(line number, qid, text)`` of a topics TSV (``qid TAB text``; plain or .gz, a byte-order mark dropped, blank
+    lines skipped); a line without a tab raises DatasetError naming file and line."""
+    from diffretriever_pyserini.search.runs import open_text
+
+    with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             qid, sep, text = line.rstrip("\n").partition("\t")
             if not sep:
-                raise DatasetError(f"{path}:{lineno}: expected 'qid<TAB>text'")
-            topics[qid] = text
-    return topics
+                raise DatasetError("expected 'qid<TAB>text'", path, lineno)
+            yield lineno, qid, text
+
+
+def read_topics(path: Path) -> dict[str, str]:
+    """A topics TSV (qid TAB text) as an ordered dict."""
+    return {qid: text for _, qid, text in iter_tsv(path)}

@@ -14,9 +14,9 @@ from typing import Callable, Iterator
 from diffretriever_pyserini.datasets.custom import (CustomCollection, corpus_files, iter_custom_corpus,
                                                     read_custom_topics)
 from diffretriever_pyserini.datasets.files import (document_text, iter_corpus, natural_key, one_line, read_beir_qrels,
+                                                   read_qrels,
                                                    read_jsonl, read_queries)
 from diffretriever_pyserini.datasets.registry import BeirDataset, DatasetError
-from diffretriever_pyserini.evaluate.metrics import read_qrels
 from diffretriever_pyserini.datasets.sources import fingerprint, source_dir, source_files, verify_sources
 
 PREPARE_FORMAT = 2

@@ -9,43 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from diffretriever_pyserini.datasets.files import read_qrels  # noqa: F401 - evaluation reads qrels from here
 from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.search.runs import Run, ranked, read_run
 
 DEFAULT_METRICS = ("ndcg_cut_10", "recall_100", "recall_1000")
-
-
-QRELS_HEADERS = ("query-id", "qid", "query_id")
-
-
-def read_qrels(path) -> dict[str, dict[str, int]]:
-    """Relevance judgements as ``{qid: {docid: rel}}``: TREC (``qid 0 docid rel``) or BEIR TSV (``query-id corpus-id
-    score``, its header line skipped), plain or .gz, a byte-order mark ignored. A malformed line, an id TREC files
-    cannot hold or a file without any judgment raises UserError naming file and line."""
-    from diffretriever_pyserini.search.runs import id_problem, open_text
-
-    qrels: dict[str, dict[str, int]] = {}
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts or (not qrels and parts[0] in QRELS_HEADERS):
-                continue
-            if len(parts) not in (3, 4):
-                raise UserError(f"expected 'qid 0 docid rel' (TREC) or 'query-id corpus-id score' (BEIR), got "
-                                f"{len(parts)} fields", path, lineno)
-            qid, docid, rel = parts[0], parts[-2], parts[-1]
-            try:
-                value = int(rel)
-            except ValueError as exc:
-                raise UserError(f"relevance {rel!r} is not an integer", path, lineno) from exc
-            for what, value_ in (("query id", qid), ("document id", docid)):
-                problem = id_problem(value_)
-                if problem:
-                    raise UserError(f"{what} {value_!r} {problem}", path, lineno)
-            qrels.setdefault(qid, {})[docid] = value
-    if not qrels:
-        raise UserError("no judgments in the qrels file", path)
-    return qrels
 
 
 def evaluate(qrels: dict[str, dict[str, int]], run: Run, metrics=DEFAULT_METRICS) -> dict[str, float]:

@@ -268,7 +268,7 @@ def resolve(options: RunConfig) -> Run:
     ones, lengths default to 256, every value is checked (:class:`SettingError` names the setting), and the run and
     encoding names are fixed."""
     tuned = finetuned.find(options.model, options.adapter)
-    defaults = finetuned.run_defaults(options.model, options.adapter, tuned=tuned)
+    defaults = finetuned.run_defaults(tuned)
     o = dataclasses.replace(options, **{k: v for k, v in defaults.items() if getattr(options, k) is None})
     _check(o)
     modes = _modes(o)

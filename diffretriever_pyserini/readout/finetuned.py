@@ -229,16 +229,12 @@ def trained_tail_ids(backbone, n_tail: int) -> list[int]:
     return (tail + [eos] * n_tail)[:n_tail]
 
 
-_UNREAD = object()
-
-
-def run_defaults(model: str | None, adapter: str | None = None, tuned=_UNREAD) -> dict:
-    """K, lengths and denoising steps a run uses when unset: the fine-tuned folder's own K and steps, the
-    reference's inference budget of 256 tokens on both sides (``tuned``: the folder's record when already read)."""
+def run_defaults(tuned: FineTuned | None) -> dict:
+    """K, lengths and denoising steps a run uses when unset: the fine-tuned folder's own K and steps (``tuned``: its
+    record from :func:`find`, None for a zero-shot model), the reference's inference budget of 256 tokens on both
+    sides."""
     from diffretriever_pyserini.readout.representation import DEFAULT_MAX_LENGTH
 
-    if tuned is _UNREAD:
-        tuned = find(model, adapter)
     return {"k_q": tuned.k_q if tuned else 4, "k_p": tuned.k_p if tuned else 4,
             "q_max_length": DEFAULT_MAX_LENGTH, "p_max_length": DEFAULT_MAX_LENGTH,
             "denoise_steps": tuned.denoise_steps if tuned else 1}

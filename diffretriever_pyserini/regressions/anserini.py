@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from diffretriever_pyserini.datasets.files import one_line
+from diffretriever_pyserini.datasets.files import iter_tsv, one_line
 from diffretriever_pyserini.errors import UserError
 from diffretriever_pyserini.evaluate.verdicts import verdict
 from diffretriever_pyserini.regressions.schema import TOPICS_FOLDER, anserini_paths, schema_problems
@@ -66,17 +66,7 @@ def tsv_string(vector: dict[str, int]) -> str:
 
 def read_tsv_string(path: Path) -> dict[str, dict[str, int]]:
     """TsvString topics back as ``{qid: {term: weight}}`` (the weight of a term = its repetitions)."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    topics = {}
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            qid, sep, tokens = line.rstrip("\n").partition("\t")
-            if not sep:
-                raise UserError("expected 'qid<TAB>tokens'", path, lineno)
-            topics[qid] = dict(Counter(tokens.split()))
-    return topics
+    return {qid: dict(Counter(tokens.split())) for _, qid, tokens in iter_tsv(path)}
 
 
 def encode_queries(cfg, out: Path | None = None) -> Path:
